@@ -25,7 +25,8 @@ export default defineConfig({
   test: {
     // Starts (or reuses, via REDIS_URL / S3_ENDPOINT) a real redis-server and a real
     // S3-compatible server on loopback for the integration tests, and stops them afterwards.
-    globalSetup: [root('./infra/vitest-global-setup.ts')],
+    // SMOLRATE_TEST_SERVICES=0 skips them (unit tests only, while developing).
+    globalSetup: process.env.SMOLRATE_TEST_SERVICES === '0' ? [] : [root('./infra/vitest-global-setup.ts')],
     pool: 'forks',
     testTimeout: 120_000,
     hookTimeout: 120_000,
