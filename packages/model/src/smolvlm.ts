@@ -1,0 +1,381 @@
+/**
+ * SmolVLM2 as a rating regressor (MODEL.md "Forward pass"): frozen vision encoder + connector,
+ * trained Llama decoder whose `<image>` token embeddings are replaced by the projected image
+ * rows, and the mask-aware pooled regression head.
+ *
+ * Weights keep their PyTorch layouts in state dicts and are converted once at load (and back at
+ * save). The trained parts (text model incl. embed_tokens, regression head) are tf.Variables; the
+ * vision encoder and connector are plain tensors, so they never receive gradients.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { CheckpointError, ConfigError, createLogger, DataError, ShapeError, type Logger } from '@smolrate/core';
+import type { ModelConfig } from './config.js';
+import { Connector } from './connector.js';
+import { TextModel } from './decoder.js';
+import { registerModelGradients } from './gradients.js';
+import { dropoutMask, maskedMeanPool, RegressionHead } from './head.js';
+import { initParameter, initStateDict } from './init.js';
+import { Param, ParamScope } from './layers.js';
+import {
+  CONNECTOR_PREFIX,
+  expectedParameters,
+  HEAD_PREFIX,
+  LM_HEAD_NAME,
+  positionGridSide,
+  TEXT_PREFIX,
+  VISION_PREFIX,
+  type ParamSpec,
+} from './params.js';
+import { formatShape, sameShape, shapeSize, type StateDict } from './state-dict.js';
+import { VisionTransformer } from './vision.js';
+
+export interface RegressorInputs {
+  /** Projected image features [B, N, D_text] from `encodeImages` (e.g. a feature cache). */
+  imageFeatures?: tf.Tensor3D;
+  /** Normalised pixels [B, S, S, 3] (x/127.5 − 1), encoded in the same call. Exclusive with imageFeatures. */
+  pixels?: tf.Tensor4D;
+  /** Token ids [B, L], int32; each row holds exactly N `<image>` tokens (N = image rows per item). */
+  inputIds: tf.Tensor2D;
+  /** [B, L]: 1 for tokens (image and text), 0 for right padding. */
+  attentionMask: tf.Tensor2D;
+}
+
+export interface ForwardOptions {
+  /** Enables dropout in the head. Default false. */
+  training?: boolean;
+  /**
+   * Seed of the dropout mask, required when training with dropout > 0: one number for the batch,
+   * or one per row (a row's mask then depends only on its seed; see head.ts dropoutMask).
+   */
+  dropoutSeed?: number | readonly number[];
+}
+
+export interface RegressorOutput {
+  /** Mask-aware mean of the last hidden states [B, D_text]. */
+  pooled: tf.Tensor2D;
+  /** Head output before the squashing [B]. */
+  logit: tf.Tensor1D;
+  /** 1 + 4·sigmoid(logit) ∈ (1, 5) [B]. */
+  rating: tf.Tensor1D;
+}
+
+export interface LoadStateDictOptions {
+  /** Missing or unexpected names are errors (except lm_head.weight, and a wholly absent regression head). Default true. */
+  strict?: boolean;
+  /** Seed for parameters that have to be initialised (an absent regression head). Default 0. */
+  seed?: number;
+  /** Receives each warning; default: a core logger named "model" at level warn. */
+  onWarning?: (message: string) => void;
+}
+
+export interface LoadReport {
+  warnings: string[];
+  /** Parameters given a seeded initial value because the dict lacked them. */
+  initialized: string[];
+  /** Names in the dict that the model does not use (lm_head.weight; unexpected names when not strict). */
+  ignored: string[];
+}
+
+export interface NamedVariable {
+  name: string;
+  variable: tf.Variable;
+}
+
+export interface LossAndGrads {
+  /** Mean squared error of the ratings. */
+  loss: number;
+  /** Gradient of the loss for every trainable variable, in trainableVariables() order, tfjs layout. The caller disposes them. */
+  grads: Map<string, tf.Tensor>;
+}
+
+interface InputPlan {
+  batch: number;
+  seqLen: number;
+  /** Gather index into [token embeddings (B·L rows); image rows (B·N rows)], or null without images. */
+  mergeIndex: Int32Array | null;
+}
+
+/**
+ * Row indices that merge image features into token embeddings: with the token embeddings
+ * flattened to B·L rows followed by the image features flattened to B·N rows, position (b, t)
+ * takes row B·L + b·N + k if it is the k-th `<image>` token of row b, else its own row b·L + t.
+ * Every row must hold exactly N image tokens.
+ */
+export function imageMergeIndex(ids: Int32Array, batch: number, seqLen: number, imageRows: number, imageTokenId: number): Int32Array {
+  const index = new Int32Array(batch * seqLen);
+  for (let b = 0; b < batch; b++) {
+    let k = 0;
+    for (let t = 0; t < seqLen; t++) {
+      const flat = b * seqLen + t;
+      if (ids[flat] === imageTokenId) {
+        if (k < imageRows) index[flat] = batch * seqLen + b * imageRows + k;
+        k++;
+      } else {
+        index[flat] = flat;
+      }
+    }
+    if (k !== imageRows) {
+      throw new ShapeError(`row ${b} holds ${k} <image> tokens (id ${imageTokenId}) but ${imageRows} image rows are given`);
+    }
+  }
+  return index;
+}
+
+/** [B, L, D] token embeddings + [B, N, D] image rows → merged [B, L, D] (see imageMergeIndex). */
+export function mergeImageFeatures(tokenEmbeds: tf.Tensor3D, imageFeatures: tf.Tensor3D, mergeIndex: Int32Array): tf.Tensor3D {
+  const [B, L, D] = tokenEmbeds.shape;
+  const N = imageFeatures.shape[1];
+  const rows = tf.concat([tf.reshape(tokenEmbeds, [B * L, D]), tf.reshape(imageFeatures, [B * N, D])], 0); // [B·L + B·N, D]
+  return tf.reshape(tf.gather(rows, tf.tensor1d(mergeIndex, 'int32')), [B, L, D]);
+}
+
+let logger: Logger | null = null;
+function modelLogger(): Logger {
+  logger ??= createLogger({ name: 'model' });
+  return logger;
+}
+
+export class SmolVLMRegressor {
+  readonly visionModel: VisionTransformer;
+  readonly connector: Connector;
+  readonly textModel: TextModel;
+  readonly regressionHead: RegressionHead;
+  /** Every parameter, in module-tree order (= expectedParameters order). */
+  private readonly params: Param[] = [];
+  private readonly byName = new Map<string, Param>();
+  private readonly specs = new Map<string, ParamSpec>();
+
+  private constructor(readonly config: ModelConfig) {
+    const frozen = (prefix: string) => ParamScope.root(this.params, prefix, false);
+    const trained = (prefix: string) => ParamScope.root(this.params, prefix, true);
+    const { vision, text } = config;
+    this.visionModel = new VisionTransformer(frozen(VISION_PREFIX), vision, positionGridSide(config));
+    this.connector = new Connector(frozen(CONNECTOR_PREFIX), vision.hiddenSize, text.hiddenSize, config.scaleFactor);
+    this.textModel = new TextModel(trained(TEXT_PREFIX), text);
+    this.regressionHead = new RegressionHead(trained(HEAD_PREFIX), text.hiddenSize, config.regression.hiddenSize, config.regression.dropout);
+
+    // The module tree and params.ts describe the same checkpoint independently; they must agree.
+    const expected = expectedParameters(config);
+    const agree =
+      expected.length === this.params.length &&
+      expected.every((s, i) => {
+        const p = this.params[i];
+        return s.name === p.name && sameShape(s.shape, p.shape) && s.layout === p.layout && s.trainable === p.trainable;
+      });
+    if (!agree) throw new Error('internal: the module tree does not match expectedParameters()');
+    for (const p of this.params) this.byName.set(p.name, p);
+    for (const s of expected) this.specs.set(s.name, s);
+  }
+
+  /** A model with seeded random weights (init.ts). */
+  static fromSeed(config: ModelConfig, seed: number): SmolVLMRegressor {
+    const model = new SmolVLMRegressor(config);
+    model.loadStateDict(initStateDict(config, { seed }), { strict: true });
+    return model;
+  }
+
+  /** A model loaded from a state dict (PyTorch layouts), e.g. an HF SmolVLM2 checkpoint or a smolrate one. */
+  static fromStateDict(config: ModelConfig, dict: StateDict, options: LoadStateDictOptions = {}): { model: SmolVLMRegressor; report: LoadReport } {
+    const model = new SmolVLMRegressor(config);
+    try {
+      return { model, report: model.loadStateDict(dict, options) };
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Loads weights. All problems (missing, unexpected, mis-shaped names) are collected into one
+   * CheckpointError before anything is changed. `lm_head.weight` is accepted and ignored; a
+   * regression head absent altogether (an HF checkpoint) gets a seeded init and a warning.
+   */
+  loadStateDict(dict: StateDict, options: LoadStateDictOptions = {}): LoadReport {
+    const strict = options.strict ?? true;
+    const seed = options.seed ?? 0;
+    const problems: string[] = [];
+    const report: LoadReport = { warnings: [], initialized: [], ignored: [] };
+
+    for (const [name, t] of dict) {
+      const p = this.byName.get(name);
+      if (!p) {
+        if (name === LM_HEAD_NAME) report.ignored.push(name);
+        else if (strict) problems.push(`unexpected: ${name} ${formatShape(t.shape)}`);
+        else {
+          report.ignored.push(name);
+          report.warnings.push(`ignored unexpected parameter ${name} ${formatShape(t.shape)}`);
+        }
+      } else if (!sameShape(t.shape, p.shape)) {
+        problems.push(`shape mismatch: ${name} expected ${formatShape(p.shape)}, got ${formatShape(t.shape)}`);
+      } else if (t.data.length !== shapeSize(t.shape)) {
+        problems.push(`bad data: ${name} ${formatShape(t.shape)} needs ${shapeSize(t.shape)} values, has ${t.data.length}`);
+      }
+    }
+
+    const isHead = (p: Param) => p.name.startsWith(`${HEAD_PREFIX}.`);
+    const missing = this.params.filter((p) => !dict.has(p.name));
+    const headAbsent = this.params.filter(isHead).every((p) => !dict.has(p.name));
+    const toInit: Param[] = [];
+    for (const p of missing) {
+      if (headAbsent && isHead(p)) toInit.push(p);
+      else if (strict) problems.push(`missing: ${p.name} ${formatShape(p.shape)}`);
+      else if (!p.loaded) toInit.push(p);
+    }
+    if (problems.length > 0) {
+      throw new CheckpointError(`state dict does not match the model (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
+    }
+
+    for (const p of this.params) {
+      const t = dict.get(p.name);
+      if (t) p.load(t);
+    }
+    for (const p of toInit) {
+      p.load(initParameter(this.specs.get(p.name)!, seed));
+      report.initialized.push(p.name);
+    }
+    if (headAbsent) report.warnings.push(`no ${HEAD_PREFIX}.* in the state dict: the regression head was initialised from seed ${seed}`);
+    const others = report.initialized.filter((n) => !n.startsWith(`${HEAD_PREFIX}.`));
+    if (others.length > 0) report.warnings.push(`${others.length} parameters missing from the state dict were initialised from seed ${seed}: ${others.join(', ')}`);
+
+    const warn = options.onWarning ?? ((m: string) => modelLogger().warn(m));
+    for (const w of report.warnings) warn(w);
+    return report;
+  }
+
+  /** All weights in PyTorch layouts under their HF names (copies), module-tree order; no lm_head. */
+  stateDict(): StateDict {
+    const dict: StateDict = new Map();
+    for (const p of this.params) dict.set(p.name, p.toState());
+    return dict;
+  }
+
+  /** Name, PyTorch shape and trainability of every parameter, module-tree order. */
+  namedParameters(): Array<{ name: string; shape: number[]; trainable: boolean }> {
+    return this.params.map((p) => ({ name: p.name, shape: [...p.shape], trainable: p.trainable }));
+  }
+
+  /** The trained variables (text model incl. embed_tokens, then the head), in module-tree order. */
+  trainableVariables(): NamedVariable[] {
+    return this.params.filter((p) => p.trainable).map((p) => ({ name: p.name, variable: p.variable }));
+  }
+
+  /** Normalised pixels [B, S, S, 3] → projected image features [B, (S/patch/scale)², D_text]. Frozen. */
+  encodeImages(pixels: tf.Tensor4D): tf.Tensor3D {
+    return tf.tidy(() => this.connector.apply(this.visionModel.apply(pixels)));
+  }
+
+  forward(inputs: RegressorInputs, options: ForwardOptions = {}): RegressorOutput {
+    const plan = this.plan(inputs);
+    const dropout = this.dropoutFor(plan, options);
+    return tf.tidy(() => this.run(inputs, plan, dropout) as unknown as tf.TensorContainer) as unknown as RegressorOutput;
+  }
+
+  /** Final-norm decoder hidden states [B, L, D_text] (eval mode). */
+  lastHiddenState(inputs: RegressorInputs): tf.Tensor3D {
+    const plan = this.plan(inputs);
+    return tf.tidy(() => this.hiddenStates(inputs, plan));
+  }
+
+  /**
+   * MSE of the ratings against `targets` [B] and its gradients for the trainable variables only.
+   * Training mode (dropout on, seeded by `dropoutSeed`) unless `training: false`.
+   */
+  lossAndGrads(batch: RegressorInputs, targets: tf.Tensor1D, options: ForwardOptions = {}): LossAndGrads {
+    const plan = this.plan(batch);
+    if (targets.rank !== 1 || targets.shape[0] !== plan.batch) {
+      throw new ShapeError(`targets: expected [${plan.batch}], got [${targets.shape.join(', ')}]`);
+    }
+    const dropout = this.dropoutFor(plan, { ...options, training: options.training ?? true });
+    registerModelGradients();
+    const vars = this.trainableVariables();
+    const { value, grads } = tf.variableGrads(
+      () => tf.tidy(() => tf.mean(tf.square(tf.sub(this.run(batch, plan, dropout).rating, tf.cast(targets, 'float32'))))),
+      vars.map((v) => v.variable),
+    );
+    const out = new Map<string, tf.Tensor>();
+    try {
+      const loss = value.dataSync()[0];
+      for (const { name, variable } of vars) out.set(name, grads[variable.name] ?? tf.zerosLike(variable));
+      return { loss, grads: out };
+    } finally {
+      value.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const p of this.params) p.dispose();
+  }
+
+  /** Host-side checks of the batch and the image-merge index (ids and mask are small and host-resident). */
+  private plan(inputs: RegressorInputs): InputPlan {
+    const { inputIds, attentionMask, imageFeatures, pixels } = inputs;
+    if (inputIds.rank !== 2 || inputIds.dtype !== 'int32') {
+      throw new ShapeError(`inputIds: expected an int32 [B, L] tensor, got ${inputIds.dtype} [${inputIds.shape.join(', ')}]`);
+    }
+    const [B, L] = inputIds.shape;
+    if (!sameShape(attentionMask.shape, inputIds.shape)) {
+      throw new ShapeError(`attentionMask: expected [${B}, ${L}] like inputIds, got [${attentionMask.shape.join(', ')}]`);
+    }
+    if (imageFeatures && pixels) throw new ShapeError('give either imageFeatures or pixels, not both');
+
+    let imageRows = 0;
+    if (imageFeatures) {
+      const [fb, n, d] = imageFeatures.shape;
+      if (imageFeatures.rank !== 3 || fb !== B || d !== this.config.text.hiddenSize) {
+        throw new ShapeError(`imageFeatures: expected [${B}, N, ${this.config.text.hiddenSize}], got [${imageFeatures.shape.join(', ')}]`);
+      }
+      imageRows = n;
+    } else if (pixels) {
+      const [pb, h, w, c] = pixels.shape;
+      const { patchSize } = this.config.vision;
+      const s = this.config.scaleFactor;
+      if (pixels.rank !== 4 || pb !== B || h !== w || c !== 3 || h % (patchSize * s) !== 0) {
+        throw new ShapeError(`pixels: expected [${B}, S, S, 3] with S a multiple of ${patchSize * s}, got [${pixels.shape.join(', ')}]`);
+      }
+      imageRows = (h / patchSize / s) ** 2;
+    }
+
+    const ids = inputIds.dataSync() as Int32Array;
+    const { vocabSize } = this.config.text;
+    for (let i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= vocabSize) throw new DataError(`inputIds: token id ${ids[i]} at [${Math.floor(i / L)}, ${i % L}] is outside [0, ${vocabSize})`);
+    }
+    const mask = attentionMask.dataSync();
+    for (let b = 0; b < B; b++) {
+      let tokens = 0;
+      for (let t = 0; t < L; t++) {
+        const m = mask[b * L + t];
+        if (m !== 0 && m !== 1) throw new DataError(`attentionMask[${b}, ${t}] = ${m}: expected 0 or 1`);
+        // Positions run 0…L−1 over the row, so padding must be on the right (MODEL.md step 9).
+        if (m === 1 && tokens !== t) throw new DataError(`attentionMask row ${b} is not right-padded (token after padding at ${t})`);
+        tokens += m;
+      }
+      if (tokens === 0) throw new DataError(`attentionMask row ${b} has no tokens`);
+    }
+    // Also run without images: then no row may hold an <image> token.
+    const mergeIndex = imageMergeIndex(ids, B, L, imageRows, this.config.imageTokenId);
+    return { batch: B, seqLen: L, mergeIndex: imageRows > 0 ? mergeIndex : null };
+  }
+
+  private dropoutFor(plan: InputPlan, options: ForwardOptions): Float32Array | null {
+    const rate = this.config.regression.dropout;
+    if (!options.training || rate === 0) return null;
+    if (options.dropoutSeed === undefined) throw new ConfigError('training forward needs options.dropoutSeed (dropout masks are seeded explicitly)');
+    return dropoutMask(options.dropoutSeed, plan.batch, this.regressionHead.hidden, rate);
+  }
+
+  private hiddenStates(inputs: RegressorInputs, plan: InputPlan): tf.Tensor3D {
+    const tokenEmbeds = this.textModel.embed(inputs.inputIds); // [B, L, D], no scaling
+    const features = inputs.imageFeatures ?? (inputs.pixels ? this.connector.apply(this.visionModel.apply(inputs.pixels)) : null);
+    const embeds = features && plan.mergeIndex ? mergeImageFeatures(tokenEmbeds, features, plan.mergeIndex) : tokenEmbeds;
+    return this.textModel.apply(embeds, inputs.attentionMask);
+  }
+
+  private run(inputs: RegressorInputs, plan: InputPlan, dropout: Float32Array | null): RegressorOutput {
+    const hidden = this.hiddenStates(inputs, plan); // [B, L, D]
+    const pooled = maskedMeanPool(hidden, inputs.attentionMask); // [B, D]
+    const scale = dropout ? tf.tensor2d(dropout, [plan.batch, this.regressionHead.hidden]) : undefined;
+    const { logit, rating } = this.regressionHead.apply(pooled, scale);
+    return { pooled, logit, rating };
+  }
+}
