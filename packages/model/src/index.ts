@@ -19,3 +19,6 @@ export * from './training-gradients.js';
 export * from './wasm-kernels.js';
 export * from './cpu-kernels.js';
 export * from './op-probe.js';
+export * from './npy.js';
+export * from './checkpoint-dir.js';
+export * from './memory-meter.js';

@@ -1,0 +1,107 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Rng, UsageError } from '@smolrate/core';
+import { initBackend } from '../backend.js';
+import { imageTokenCount, presetConfig } from '../config.js';
+import { parseBatchList, run, syntheticRow, type BenchReport } from './bench.js';
+
+afterEach(() => vi.restoreAllMocks());
+
+/** Captures stdout (the report) and silences stderr (progress lines). */
+function captureOutput(): () => string {
+  const chunks: string[] = [];
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => (chunks.push(String(chunk)), true));
+  vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+  return () => chunks.join('');
+}
+
+const positive = (n: unknown) => typeof n === 'number' && Number.isFinite(n) && n > 0;
+
+describe('bench --preset tiny --batch 1 --repeats 1 --json', () => {
+  it('reports every figure, positive, and leaves no tensors behind', async () => {
+    await initBackend('auto');
+    const tensorsBefore = tf.memory().numTensors;
+    const out = captureOutput();
+    expect(await run(['--preset', 'tiny', '--batch', '1', '--repeats', '1', '--json'])).toBe(0);
+    const r = JSON.parse(out()) as BenchReport;
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+
+    expect(['tensorflow', 'tensorflow-gpu', 'wasm', 'cpu']).toContain(r.backend.name);
+    expect(r.backend.description).toContain(r.backend.name);
+    expect(r.model).toMatchObject({ preset: 'tiny', seed: 0 });
+    expect(r.sequence).toEqual({ imageSize: 384, imageTokens: 36, blockTokens: 3, textTokens: 170, seqLen: 209 });
+    expect(positive(r.macsPerImage.linearConv) && r.macsPerImage.all > r.macsPerImage.linearConv).toBe(true);
+
+    expect(r.ceiling.linear.length).toBeGreaterThan(0);
+    for (const m of [...r.ceiling.linear, ...r.ceiling.other]) {
+      expect(m.shape).toMatch(/^\[[\d×]+\]ᵀ?·\[[\d×]+\]ᵀ?$/);
+      expect([m.macs, m.calls, m.secondsPerCall, m.gmacPerSecond].every(positive)).toBe(true);
+    }
+    expect(r.ceiling.gmacPerSecond).toBe(Math.max(...r.ceiling.linear.map((m) => m.gmacPerSecond)));
+
+    expect(r.forward).toHaveLength(1);
+    const f = r.forward[0];
+    expect(f).toMatchObject({ batch: 1, mode: 'forward', repeats: 1 });
+    expect(f.seconds).toHaveLength(1);
+    for (const v of [f.secondsPerBatch, f.secondsPerImage, f.gmacPerSecond?.linearConv, f.gmacPerSecond?.all, f.ratioToCeiling?.linearConv, f.ratioToCeiling?.all]) {
+      expect(positive(v)).toBe(true);
+    }
+    // Both conventions describe the same run: their ratio is the MAC counts' ratio.
+    expect(f.gmacPerSecond!.all / f.gmacPerSecond!.linearConv).toBeCloseTo(r.macsPerImage.all / r.macsPerImage.linearConv, 6);
+
+    expect(r.kernels.length).toBeGreaterThan(0);
+    expect(r.kernels.reduce((s, k) => s + k.share, 0)).toBeCloseTo(1, 6);
+
+    const t = r.train!;
+    expect(t).toMatchObject({ batch: 1, fits: true, repeats: 1 });
+    for (const v of [t.secondsPerStep, t.samplesPerSecond, t.forwardMacsPerSample.linearConv, t.gmacPerSecond?.linearConv, t.gmacPerSecond?.all, t.ratioToCeiling?.all]) {
+      expect(positive(v)).toBe(true);
+    }
+    expect(t.kernels.length).toBeGreaterThan(0);
+
+    if (r.backend.name === 'wasm' || r.backend.name === 'cpu') {
+      expect(positive(r.memory.budget) && positive(r.memory.visionPerImage) && positive(r.memory.decoderPerRow)).toBe(true);
+    }
+  });
+
+  it('prints a readable table without --json', async () => {
+    const out = captureOutput();
+    expect(await run(['--preset', 'tiny', '--batch', '1', '--repeats', '1', '--skip-train', '--text-tokens', '5'])).toBe(0);
+    const text = out();
+    expect(text).toMatch(/^smolrate-model bench — backend \S+/);
+    expect(text).toContain('= L 44');
+    expect(text).toMatch(/ceiling = best of the above\s+\d/);
+    expect(text).toMatch(/batch\s+mode\s+s\/batch\s+s\/image\s+GMAC\/s Linear\/Conv\s+ratio\s+GMAC\/s all\s+ratio/);
+    expect(text).not.toContain('training step');
+  });
+});
+
+describe('options', () => {
+  it('parses batch lists', () => {
+    expect(parseBatchList('1,4')).toEqual([1, 4]);
+    expect(parseBatchList(' 2, 2 ,8')).toEqual([2, 8]);
+    for (const bad of ['', '1,,2', '0', '1.5', 'two']) expect(() => parseBatchList(bad)).toThrow(UsageError);
+  });
+
+  it('rejects unknown or bad options before any work', async () => {
+    await expect(run(['--batchs', '1'])).rejects.toThrow('unknown option --batchs (see --help)');
+    await expect(run(['--backend', 'gpu'])).rejects.toThrow(/backend must be one of/);
+    await expect(run(['--preset', 'tiny', '--repeats', '0'])).rejects.toThrow('--repeats must be an integer ≥ 1, got 0');
+    await expect(run(['--preset', 'huge'])).rejects.toThrow(/unknown model preset "huge"/);
+    await expect(run(['--batch', '1', '--batches', '2'])).rejects.toThrow('give --batch or --batches, not both');
+  });
+});
+
+describe('syntheticRow', () => {
+  it('places the image block with the config ids, then BPE text ids', () => {
+    for (const [preset, fake, global] of [['smolvlm2-256m', 49189, 49152], ['tiny', 1061, 1024]] as const) {
+      const cfg = presetConfig(preset);
+      const n = imageTokenCount(cfg);
+      const row = syntheticRow(cfg, 20, new Rng(1));
+      expect(row).toHaveLength(n + 3 + 20);
+      expect([row[0], row[1], row[n + 2]]).toEqual([fake, global, fake]);
+      expect(row.slice(2, n + 2).every((id) => id === cfg.imageTokenId)).toBe(true);
+      expect(row.slice(n + 3).every((id) => id >= 3 && id < global)).toBe(true);
+    }
+  });
+});
