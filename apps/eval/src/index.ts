@@ -1,1 +1,12 @@
-export {};
+export * from './metrics.js';
+export * from './efficiency.js';
+export * from './csv.js';
+export * from './checkpoint.js';
+export * from './predictor.js';
+export * from './figures.js';
+export * from './report.js';
+export * from './shard-items.js';
+export * from './score-items.js';
+export * from './runtime.js';
+export * from './cli.js';
+export * from './browser-check.js';

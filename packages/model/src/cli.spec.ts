@@ -26,7 +26,7 @@ describe('smolrate-model dispatch', () => {
     const r = await capture(() => dispatch(['inspect', '--preset', 'tiny', '--text-tokens', '3']));
     expect(r.code).toBe(0);
     expect(r.out).toContain('Model: preset tiny');
-    expect(r.out).toContain('L 42');
+    expect(r.out).toContain('L 15');
   });
 
   it('<command> --help prints the module usage', async () => {

@@ -75,8 +75,12 @@ export const PRESETS = {
     regression: { hiddenSize: 288, dropout: 0.1, truncation: 100, imageSize: 384, prompt: 'plain' },
   }),
   /**
-   * Same structure, small widths: real image geometry (384² input, 16-px patches, 32×32 position
-   * table, pixel shuffle 4 → 36 image tokens), GQA ratio 2, and the vocabulary of the project's own
+   * Same structure, small dimensions: 16-px patches on a 32×32 position table with pixel shuffle 4,
+   * but a 192² input (12×12 patches, bucketed onto the table → 9 image tokens). 192² rather than
+   * 384² because tfjs-wasm's batched matmul is slow for small head dims: at 384² the tiny vision
+   * encoder's 576-token attention costs ~0.3 s per image on this 2-core machine, at 192² ~15× less,
+   * which is what lets the demo's feature precompute finish in seconds. Shards still store 384²
+   * JPEGs; they are resized at preprocessing. GQA ratio 2, and the vocabulary of the project's own
    * tiny tokenizer (1024 byte-level BPE tokens + the 128 SmolVLM added tokens at 1024–1151, the
    * real layout shifted down from 49152).
    */
@@ -88,7 +92,7 @@ export const PRESETS = {
     },
     scaleFactor: 4,
     imageTokenId: 1062,
-    regression: { hiddenSize: 32, dropout: 0.1, truncation: 100, imageSize: 384, prompt: 'plain' },
+    regression: { hiddenSize: 32, dropout: 0.1, truncation: 100, imageSize: 192, prompt: 'plain' },
   }),
 } as const satisfies Record<string, () => ModelConfig>;
 

@@ -22,7 +22,7 @@ const N = 36;
 
 function tiny(over: Partial<ModelConfig['regression']> = {}): ModelConfig {
   const cfg = presetConfig('tiny');
-  cfg.regression = { ...cfg.regression, ...over };
+  cfg.regression = { ...cfg.regression, imageSize: 384, ...over }; // the paper's geometry: N = 36
   return cfg;
 }
 

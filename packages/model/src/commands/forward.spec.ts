@@ -177,7 +177,7 @@ describe('smolrate-model forward', () => {
     await writeFile(wrongShape, writeNpy({ shape: [64, 64, 3], data: new Float32Array(64 * 64 * 3) }));
     const shape = await capture(() => dispatch([...base, '--pixels', wrongShape]));
     expect(shape.code).toBe(9);
-    expect(shape.err).toContain(`pixels file ${wrongShape}: expected shape (384, 384, 3) — the config's image size, HWC RGB — got (64, 64, 3)`);
+    expect(shape.err).toContain(`pixels file ${wrongShape}: expected shape (192, 192, 3) — the config's image size, HWC RGB — got (64, 64, 3)`);
 
     const notNpy = await capture(() => dispatch([...base, '--pixels', pngFile]));
     expect(notNpy.code).toBe(4);
