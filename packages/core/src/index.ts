@@ -28,3 +28,4 @@ export * from './services/redis-server.js';
 export * from './redis.js';
 export * from './storage/fs-errors.js';
 export * from './object-uri.js';
+export * from './fork-entry.js';

@@ -29,7 +29,9 @@ describe('bench --preset tiny --batch 1 --repeats 1 --json', () => {
     expect(['tensorflow', 'tensorflow-gpu', 'wasm', 'cpu']).toContain(r.backend.name);
     expect(r.backend.description).toContain(r.backend.name);
     expect(r.model).toMatchObject({ preset: 'tiny', seed: 0 });
-    expect(r.sequence).toEqual({ imageSize: 384, imageTokens: 36, blockTokens: 3, textTokens: 170, seqLen: 209 });
+    const tiny = presetConfig('tiny');
+    const n = imageTokenCount(tiny);
+    expect(r.sequence).toEqual({ imageSize: tiny.regression.imageSize, imageTokens: n, blockTokens: 3, textTokens: 170, seqLen: n + 3 + 170 });
     expect(positive(r.macsPerImage.linearConv) && r.macsPerImage.all > r.macsPerImage.linearConv).toBe(true);
 
     expect(r.ceiling.linear.length).toBeGreaterThan(0);
@@ -38,6 +40,9 @@ describe('bench --preset tiny --batch 1 --repeats 1 --json', () => {
       expect([m.macs, m.calls, m.secondsPerCall, m.gmacPerSecond].every(positive)).toBe(true);
     }
     expect(r.ceiling.gmacPerSecond).toBe(Math.max(...r.ceiling.linear.map((m) => m.gmacPerSecond)));
+    // The start, then one sample before and one after each timed section (forward batch 1, training).
+    expect(r.ceiling.samples).toHaveLength(5);
+    expect(r.ceiling.samples.every(positive)).toBe(true);
 
     expect(r.forward).toHaveLength(1);
     const f = r.forward[0];
@@ -46,6 +51,8 @@ describe('bench --preset tiny --batch 1 --repeats 1 --json', () => {
     for (const v of [f.secondsPerBatch, f.secondsPerImage, f.gmacPerSecond?.linearConv, f.gmacPerSecond?.all, f.ratioToCeiling?.linearConv, f.ratioToCeiling?.all]) {
       expect(positive(v)).toBe(true);
     }
+    expect(f.ceilingGmacPerSecond).toBeCloseTo((r.ceiling.samples[1] + r.ceiling.samples[2]) / 2, 9);
+    expect(f.ratioToCeiling!.linearConv).toBeCloseTo(f.gmacPerSecond!.linearConv / f.ceilingGmacPerSecond!, 9);
     // Both conventions describe the same run: their ratio is the MAC counts' ratio.
     expect(f.gmacPerSecond!.all / f.gmacPerSecond!.linearConv).toBeCloseTo(r.macsPerImage.all / r.macsPerImage.linearConv, 6);
 
@@ -57,7 +64,9 @@ describe('bench --preset tiny --batch 1 --repeats 1 --json', () => {
     for (const v of [t.secondsPerStep, t.samplesPerSecond, t.forwardMacsPerSample.linearConv, t.gmacPerSecond?.linearConv, t.gmacPerSecond?.all, t.ratioToCeiling?.all]) {
       expect(positive(v)).toBe(true);
     }
+    expect(t.ceilingGmacPerSecond).toBeCloseTo((r.ceiling.samples[3] + r.ceiling.samples[4]) / 2, 9);
     expect(t.kernels.length).toBeGreaterThan(0);
+    expect(positive(t.profileWallSeconds) && positive(r.profileWallSeconds)).toBe(true);
 
     if (r.backend.name === 'wasm' || r.backend.name === 'cpu') {
       expect(positive(r.memory.budget) && positive(r.memory.visionPerImage) && positive(r.memory.decoderPerRow)).toBe(true);
@@ -69,9 +78,9 @@ describe('bench --preset tiny --batch 1 --repeats 1 --json', () => {
     expect(await run(['--preset', 'tiny', '--batch', '1', '--repeats', '1', '--skip-train', '--text-tokens', '5'])).toBe(0);
     const text = out();
     expect(text).toMatch(/^smolrate-model bench — backend \S+/);
-    expect(text).toContain('= L 44');
+    expect(text).toContain(`= L ${imageTokenCount(presetConfig('tiny')) + 3 + 5}`);
     expect(text).toMatch(/ceiling = best of the above\s+\d/);
-    expect(text).toMatch(/batch\s+mode\s+s\/batch\s+s\/image\s+GMAC\/s Linear\/Conv\s+ratio\s+GMAC\/s all\s+ratio/);
+    expect(text).toMatch(/batch\s+mode\s+s\/batch\s+s\/image\s+ceiling\s+GMAC\/s Linear\/Conv\s+ratio\s+GMAC\/s all\s+ratio/);
     expect(text).not.toContain('training step');
   });
 });

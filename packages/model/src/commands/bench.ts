@@ -5,7 +5,9 @@
  *
  *  1. ceiling: GMAC/s of plain 2-D matmuls of the model's Linear shapes (the best of them), plus,
  *     for comparison only, the product forms the model also issues (batched attention products,
- *     the backward pass's transposed products);
+ *     the backward pass's transposed products). It is sampled again right before and right after
+ *     each timed measurement, and each ratio uses the mean of its two samples: on a shared
+ *     machine the load changes during a run, and a ceiling from minutes earlier would skew it;
  *  2. a profiled warm-up on one image: per-item memory of the vision tower and of the decoder,
  *     and where the time goes by kernel;
  *  3. forward, pixels → rating, per batch size: s/image and GMAC/s in both MAC conventions
@@ -118,6 +120,8 @@ export interface ForwardResult {
   note: string | null;
   repeats: number;
   seconds: number[];
+  /** Ceiling used for the ratios: mean of the samples taken right before and after this row. */
+  ceilingGmacPerSecond: number | null;
   secondsPerBatch: number | null;
   secondsPerImage: number | null;
   gmacPerSecond: Rate | null;
@@ -136,8 +140,12 @@ export interface TrainResult {
   forwardMacsPerSample: Rate;
   /** 3 × forward MACs per second: the usual forward + backward estimate. */
   gmacPerSecond: Rate | null;
+  /** Mean of the ceiling samples taken right before and after the timed steps. */
+  ceilingGmacPerSecond: number | null;
   ratioToCeiling: Rate | null;
   kernels: KernelShare[];
+  /** Wall time of the profiled warm-up step the kernel times come from. */
+  profileWallSeconds: number | null;
 }
 
 export interface BenchReport {
@@ -158,9 +166,18 @@ export interface BenchReport {
     /** Metered peak of the decoder + head for one row, from features. */
     decoderPerRow: number | null;
   };
-  ceiling: { gmacPerSecond: number; linear: MatmulResult[]; other: MatmulResult[] };
+  ceiling: {
+    /** Best of `linear` at the start of the run. */
+    gmacPerSecond: number;
+    linear: MatmulResult[];
+    other: MatmulResult[];
+    /** Every ceiling sample of the run, in order (the first is gmacPerSecond). */
+    samples: number[];
+  };
   /** Time by kernel in the profiled one-image warm-up (vision + decoder). */
   kernels: KernelShare[];
+  /** Wall time of that warm-up; the kernels' sum over it is the share spent inside kernels. */
+  profileWallSeconds: number | null;
   forward: ForwardResult[];
   train: TrainResult | null;
   notes: string[];
@@ -307,7 +324,21 @@ function measureMatmul(label: string, aShape: number[], bShape: number[], transp
   }
 }
 
-/** The model's product shapes at batch 1: Linear ones (the ceiling) and the others it issues. */
+/** The model's Linear shapes at batch 1, as plain 2-D matmuls: the ceiling is the best of them. */
+function linearMatmuls(cfg: ModelConfig, seqLen: number): MatmulResult[] {
+  const v = cfg.vision;
+  const t = cfg.text;
+  const P = (cfg.regression.imageSize / v.patchSize) ** 2;
+  return [
+    measureMatmul('vision fc1', [P, v.hiddenSize], [v.hiddenSize, v.intermediateSize], false, false, 1),
+    measureMatmul('vision q/k/v/out', [P, v.hiddenSize], [v.hiddenSize, v.hiddenSize], false, false, 2),
+    measureMatmul('decoder gate/up', [seqLen, t.hiddenSize], [t.hiddenSize, t.intermediateSize], false, false, 3),
+  ];
+}
+
+const best = (ms: MatmulResult[]) => Math.max(...ms.map((m) => m.gmacPerSecond));
+
+/** The ceiling, and the other product forms the model issues (batched, transposed). */
 function matmulCeiling(cfg: ModelConfig, seqLen: number): BenchReport['ceiling'] {
   const v = cfg.vision;
   const t = cfg.text;
@@ -316,19 +347,15 @@ function matmulCeiling(cfg: ModelConfig, seqLen: number): BenchReport['ceiling']
   const kv = t.numKvHeads;
   const g = t.numHeads / kv;
   const L = seqLen;
-  let seed = 1;
-  const linear = [
-    measureMatmul('vision fc1', [P, v.hiddenSize], [v.hiddenSize, v.intermediateSize], false, false, seed++),
-    measureMatmul('vision q/k/v/out', [P, v.hiddenSize], [v.hiddenSize, v.hiddenSize], false, false, seed++),
-    measureMatmul('decoder gate/up', [L, t.hiddenSize], [t.hiddenSize, t.intermediateSize], false, false, seed++),
-  ];
+  let seed = 4;
+  const linear = linearMatmuls(cfg, seqLen);
   const other = [
     measureMatmul('vision attention QKᵀ', [v.numHeads, P, hd], [v.numHeads, P, hd], false, true, seed++),
     measureMatmul('decoder attention QKᵀ (GQA)', [kv, g * L, t.headDim], [kv, L, t.headDim], false, true, seed++),
     measureMatmul('backward dx = dy·Wᵀ (gate/up)', [L, t.intermediateSize], [t.hiddenSize, t.intermediateSize], false, true, seed++),
     measureMatmul('backward dW = xᵀ·dy (gate/up)', [L, t.hiddenSize], [L, t.intermediateSize], true, false, seed++),
   ];
-  return { gmacPerSecond: Math.max(...linear.map((r) => r.gmacPerSecond)), linear, other };
+  return { gmacPerSecond: best(linear), linear, other, samples: [best(linear)] };
 }
 
 /** Bytes of the weights XNNPACK keeps a packed copy of on wasm (every Linear and Conv weight). */
@@ -436,8 +463,21 @@ export async function runBench(opts: BenchOptions, log: Logger = silentLogger): 
     let decoderPerRow: number | null = null;
     let features: tf.Tensor3D | null = null;
     let kernels: KernelShare[] = [];
+    let profileWallSeconds: number | null = null;
     let trainBudget: number | null = null;
+    const sampleCeiling = () => {
+      const c = best(linearMatmuls(cfg, macs.seqLen));
+      ceiling.samples.push(c);
+      return c;
+    };
+    /** Runs a timed section between two ceiling samples; returns their mean with the result. */
+    const bracketed = async <T>(f: () => Promise<T>): Promise<{ result: T; ceiling: number }> => {
+      const before = sampleCeiling();
+      const result = await f();
+      return { result, ceiling: (before + sampleCeiling()) / 2 };
+    };
     try {
+      const w0 = now();
       const enc = await profiled(() => (meter ? meter.measure(() => m.encodeImages(probeImage)) : { result: m.encodeImages(probeImage), peak: null }));
       features = enc.result.result;
       owned.push(features);
@@ -453,6 +493,7 @@ export async function runBench(opts: BenchOptions, log: Logger = silentLogger): 
           : null,
       );
       decoderPerRow = dec.result;
+      profileWallSeconds = now() - w0;
       kernels = kernelShares([...enc.info.kernels, ...dec.info.kernels]);
     } catch (e) {
       if (!(e instanceof MemoryBudgetError)) throw e;
@@ -462,7 +503,12 @@ export async function runBench(opts: BenchOptions, log: Logger = silentLogger): 
     const forward: ForwardResult[] = [];
     const fwdMacs = { linearConv: macs.linearConv.total, all: macs.all.total };
     for (const B of batches) {
-      forward.push(features === null ? skipped(B, repeats, 'one image does not fit') : await benchForward(m, cfg, B, textTokens, repeats, fwdMacs, ceiling.gmacPerSecond, meter, visionPerImage, decoderPerRow, log));
+      if (features === null) {
+        forward.push(skipped(B, repeats, 'one image does not fit'));
+        continue;
+      }
+      const { result: row, ceiling: c } = await bracketed(() => benchForward(m, cfg, B, textTokens, repeats, fwdMacs, meter, visionPerImage, decoderPerRow, log));
+      forward.push(row.gmacPerSecond ? { ...row, ceilingGmacPerSecond: c, ratioToCeiling: ratio(row.gmacPerSecond, c) } : row);
     }
 
     const forwardBudget = meter?.budget ?? null;
@@ -471,7 +517,8 @@ export async function runBench(opts: BenchOptions, log: Logger = silentLogger): 
       releaseFrozenWeights(m);
       budget.afterRelease();
       trainBudget = meter?.budget ?? null;
-      train = await benchTrain(m, cfg, features, trainBatch, textTokens, repeats, macs, ceiling.gmacPerSecond, log);
+      const { result: t, ceiling: c } = await bracketed(() => benchTrain(m, cfg, features!, trainBatch, textTokens, repeats, macs, log));
+      train = t.gmacPerSecond ? { ...t, ceilingGmacPerSecond: c, ratioToCeiling: ratio(t.gmacPerSecond, c) } : t;
       notes.push('training step: the vision tower and connector weights were released first (their output is cached), as a feature-cache trainer would');
     }
 
@@ -483,6 +530,7 @@ export async function runBench(opts: BenchOptions, log: Logger = silentLogger): 
       memory: { budget: forwardBudget, trainBudget, basis: budget.basis, visionPerImage, decoderPerRow },
       ceiling,
       kernels,
+      profileWallSeconds,
       forward,
       train,
       notes,
@@ -497,7 +545,7 @@ export async function runBench(opts: BenchOptions, log: Logger = silentLogger): 
 }
 
 function skipped(batch: number, repeats: number, note: string): ForwardResult {
-  return { batch, mode: 'skipped', note, repeats, seconds: [], secondsPerBatch: null, secondsPerImage: null, gmacPerSecond: null, ratioToCeiling: null };
+  return { batch, mode: 'skipped', note, repeats, seconds: [], ceilingGmacPerSecond: null, secondsPerBatch: null, secondsPerImage: null, gmacPerSecond: null, ratioToCeiling: null };
 }
 
 async function benchForward(
@@ -507,7 +555,6 @@ async function benchForward(
   textTokens: number,
   repeats: number,
   fwdMacs: { linearConv: number; all: number },
-  ceiling: number,
   meter: MemoryMeter | null,
   visionPerImage: number | null,
   decoderPerRow: number | null,
@@ -568,7 +615,7 @@ async function benchForward(
     const perBatch = median(seconds);
     const gmac = rate(fwdMacs, B, perBatch);
     log.info(`forward batch ${B} (${mode}): ${(perBatch / B).toFixed(3)} s/image, ${gmac.linearConv.toFixed(2)} GMAC/s Linear/Conv`);
-    return { batch: B, mode, note, repeats, seconds, secondsPerBatch: perBatch, secondsPerImage: perBatch / B, gmacPerSecond: gmac, ratioToCeiling: ratio(gmac, ceiling) };
+    return { batch: B, mode, note, repeats, seconds, ceilingGmacPerSecond: null, secondsPerBatch: perBatch, secondsPerImage: perBatch / B, gmacPerSecond: gmac, ratioToCeiling: null };
   } finally {
     tf.dispose([...images, pixels, inputs.inputIds, inputs.attentionMask]);
   }
@@ -582,7 +629,6 @@ async function benchTrain(
   textTokens: number,
   repeats: number,
   macs: MacCounts,
-  ceiling: number,
   log: Logger,
 ): Promise<TrainResult> {
   const forwardMacsPerSample = { linearConv: macs.linearConv.decoder + macs.linearConv.head, all: macs.all.decoder + macs.all.head };
@@ -596,8 +642,10 @@ async function benchTrain(
     samplesPerSecond: null,
     forwardMacsPerSample,
     gmacPerSecond: null,
+    ceilingGmacPerSecond: null,
     ratioToCeiling: null,
     kernels: [],
+    profileWallSeconds: null,
   };
   // The cached features of the probe image, one copy per row: the work does not depend on the values.
   const features = tf.tile(probeFeatures, [B, 1, 1]) as tf.Tensor3D;
@@ -611,7 +659,9 @@ async function benchTrain(
   };
   try {
     log.info(`training step batch ${B}: profiled warm-up, then ${repeats} runs`);
+    const w0 = now();
     const warm = await profiled(trainStep);
+    const profileWallSeconds = now() - w0;
     const seconds: number[] = [];
     for (let r = 0; r < repeats; r++) {
       const t0 = now();
@@ -621,7 +671,7 @@ async function benchTrain(
     const perStep = median(seconds);
     log.info(`training step batch ${B}: ${perStep.toFixed(3)} s/step`);
     const gmac = rate({ linearConv: 3 * forwardMacsPerSample.linearConv, all: 3 * forwardMacsPerSample.all }, B, perStep);
-    return { ...base, seconds, secondsPerStep: perStep, samplesPerSecond: B / perStep, gmacPerSecond: gmac, ratioToCeiling: ratio(gmac, ceiling), kernels: kernelShares(warm.info.kernels) };
+    return { ...base, seconds, secondsPerStep: perStep, samplesPerSecond: B / perStep, gmacPerSecond: gmac, kernels: kernelShares(warm.info.kernels), profileWallSeconds };
   } catch (e) {
     if (!(e instanceof MemoryBudgetError)) throw e;
     return { ...base, fits: false, note: `does not fit: ${memoryNote(e)}` };
@@ -661,16 +711,18 @@ export function formatBench(r: BenchReport): string {
   const row = (m: MatmulResult, indent = '') => [indent + m.label, m.shape, m.gmacPerSecond.toFixed(2), (1000 * m.secondsPerCall).toFixed(1)];
   const rows = table([['product', 'shape', 'GMAC/s', 'ms/call'], ...c.linear.map((m) => row(m)), ['ceiling = best of the above', '', c.gmacPerSecond.toFixed(2), ''], ...c.other.map((m) => row(m, '  '))]);
   out.push(...rows.slice(0, c.linear.length + 2), '  other product forms the model issues (not in the ceiling):', ...rows.slice(c.linear.length + 2));
+  out.push(`  ceiling samples over the run (before and after each timed section): ${c.samples.map((x) => x.toFixed(2)).join(', ')} GMAC/s`);
 
   out.push('', `Forward, pixels → rating (median of ${r.forward[0]?.repeats ?? 0} runs after 1 warm-up)`);
   out.push(
     ...table([
-      ['batch', 'mode', 's/batch', 's/image', 'GMAC/s Linear/Conv', 'ratio', 'GMAC/s all', 'ratio'],
+      ['batch', 'mode', 's/batch', 's/image', 'ceiling', 'GMAC/s Linear/Conv', 'ratio', 'GMAC/s all', 'ratio'],
       ...r.forward.map((f) => [
         String(f.batch),
         f.mode,
         fixed(f.secondsPerBatch),
         fixed(f.secondsPerImage),
+        fixed(f.ceilingGmacPerSecond),
         fixed(f.gmacPerSecond?.linearConv),
         fixed(f.ratioToCeiling?.linearConv, 3),
         fixed(f.gmacPerSecond?.all),
@@ -682,10 +734,12 @@ export function formatBench(r: BenchReport): string {
   if (r.forward.some((f) => f.mode === 'staged')) {
     out.push('  staged = encodeImages one image at a time, then forward from the features (same MACs)');
   }
-  out.push('  ratio = achieved GMAC/s ÷ the matmul ceiling');
+  out.push('  ratio = achieved GMAC/s ÷ ceiling (GMAC/s; mean of the samples right before and after the row)');
 
   if (r.kernels.length > 0) {
-    out.push('', 'Time by kernel, profiled one-image warm-up (vision tower + decoder)');
+    const inKernels = r.kernels.reduce((p, k) => p + k.seconds, 0);
+    const wall = r.profileWallSeconds === null ? '' : `: ${inKernels.toFixed(2)} s in kernels of ${r.profileWallSeconds.toFixed(2)} s wall`;
+    out.push('', `Time by kernel, profiled one-image warm-up (vision tower + decoder)${wall}`);
     out.push(...kernelTable(r.kernels));
   }
 
@@ -698,9 +752,10 @@ export function formatBench(r: BenchReport): string {
       out.push(`  forward MACs per sample (decoder + head): ${gmacs(t.forwardMacsPerSample.linearConv)} Linear/Conv, ${gmacs(t.forwardMacsPerSample.all)} all`);
       out.push(
         `  estimated 3 × forward MACs for forward + backward: ${fixed(t.gmacPerSecond?.linearConv)} GMAC/s Linear/Conv (ratio ${fixed(t.ratioToCeiling?.linearConv, 3)}),` +
-          ` ${fixed(t.gmacPerSecond?.all)} GMAC/s all (ratio ${fixed(t.ratioToCeiling?.all, 3)})`,
+          ` ${fixed(t.gmacPerSecond?.all)} GMAC/s all (ratio ${fixed(t.ratioToCeiling?.all, 3)}); ceiling ${fixed(t.ceilingGmacPerSecond)} GMAC/s`,
       );
-      out.push('  time by kernel, profiled warm-up step:');
+      const inKernels = t.kernels.reduce((p, k) => p + k.seconds, 0);
+      out.push(`  time by kernel, profiled warm-up step: ${inKernels.toFixed(2)} s in kernels of ${fixed(t.profileWallSeconds)} s wall`);
       out.push(...kernelTable(t.kernels).map((l) => `  ${l}`));
     }
   }

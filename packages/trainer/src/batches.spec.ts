@@ -1,0 +1,153 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { ConfigError, DataError, openStore, Rng } from '@smolrate/core';
+import { imageTokenCount, initBackend, loadTokenizer, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL, type TextTokenizer } from '@smolrate/model';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTinyShards, type TinyShards } from '../tests/tiny-shards.js';
+import { BatchBuilder, promptItemOf, type TrainingBatch } from './batches.js';
+import { FeatureCache } from './feature-cache.js';
+import { Prefetcher } from './prefetcher.js';
+import { GlobalSampler } from './sampler.js';
+import { imageSha256, ShardDataset } from './shard-dataset.js';
+
+const cfg = presetConfig('tiny');
+const N = imageTokenCount(cfg); // 36
+const D = cfg.text.hiddenSize; // 64
+// Samples 0 and 7 share an image.
+const IMAGE_OF = [0, 1, 2, 3, 4, 5, 6, 0, 8];
+
+let dir: string;
+let tokenizer: TextTokenizer;
+let build: TinyShards;
+let dataset: ShardDataset;
+let cache: FeatureCache;
+/** The features stored for each image hash (made up: the builder only moves them). */
+const stored = new Map<string, Float32Array>();
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'smolrate-batches-'));
+  tokenizer = loadTokenizer(await readFile(TINY_TOKENIZER_URL, 'utf8'));
+  const store = openStore(join(dir, 'shards'));
+  build = await writeTinyShards(store, { train: [4, 5], imageOf: (i) => IMAGE_OF[i] });
+  dataset = await ShardDataset.open({ store, manifest: build.manifest, split: 'train', root: build.root });
+  cache = new FeatureCache({ dir: join(dir, 'features'), backboneHash: createHash('sha256').update('made-up backbone').digest('hex'), tokens: N, dim: D });
+  for (const [i, row] of build.rows.train.entries()) {
+    const h = imageSha256(row.image);
+    if (stored.has(h)) continue;
+    const rng = new Rng(5, i);
+    const f = Float32Array.from({ length: N * D }, () => rng.normal());
+    stored.set(h, f);
+    await cache.put(h, f);
+  }
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function rowIds(batch: TrainingBatch, b: number): number[] {
+  const ids = [...batch.inputIds.subarray(b * batch.seqLen, (b + 1) * batch.seqLen)];
+  const len = batch.attentionMask.subarray(b * batch.seqLen, (b + 1) * batch.seqLen).reduce((a, m) => a + m, 0);
+  return ids.slice(0, len);
+}
+
+describe('promptItemOf', () => {
+  it("uses the row's main_category for the template's Main Category, else the source category", () => {
+    const base = { title: 't', description: 'd', features: ['f'], category: 'All_Beauty' };
+    expect(promptItemOf({ ...base, main_category: 'Premium Beauty' }).category).toBe('Premium Beauty');
+    expect(promptItemOf({ ...base, main_category: null }).category).toBe('All_Beauty');
+    expect(promptItemOf({ ...base, main_category: '  ' }).category).toBe('All_Beauty');
+  });
+});
+
+describe('BatchBuilder', () => {
+  it('builds padded token ids with exactly N image tokens per row, the cached features and the targets', async () => {
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, dataset });
+    const indices = Uint32Array.from([7, 1, 3, 0, 2]);
+    const batch = await builder.build(indices);
+    const rows = [...indices].map((i) => build.rows.train[i]);
+
+    expect(batch.batchSize).toBe(5);
+    expect([batch.imageTokens, batch.featureDim]).toEqual([N, D]);
+    expect(batch.inputIds).toHaveLength(5 * batch.seqLen);
+    expect(batch.attentionMask).toHaveLength(5 * batch.seqLen);
+    expect(batch.imageFeatures).toHaveLength(5 * N * D);
+    expect([...batch.globalIndices]).toEqual([...indices]);
+    expect([...batch.targets]).toEqual(rows.map((r) => Math.fround(r.average_rating)));
+    expect(batch.categories).toEqual(rows.map((r) => r.category));
+
+    const lengths: number[] = [];
+    for (let b = 0; b < 5; b++) {
+      const ids = rowIds(batch, b);
+      lengths.push(ids.length);
+      expect(ids.filter((id) => id === cfg.imageTokenId)).toHaveLength(N);
+      // Right padding: the mask is 1…1 0…0 and padded positions hold the pad id.
+      const mask = [...batch.attentionMask.subarray(b * batch.seqLen, (b + 1) * batch.seqLen)];
+      expect(mask).toEqual([...new Array<number>(ids.length).fill(1), ...new Array<number>(batch.seqLen - ids.length).fill(0)]);
+      expect([...batch.inputIds.subarray(b * batch.seqLen + ids.length, (b + 1) * batch.seqLen)].every((id) => id === cfg.text.padTokenId)).toBe(true);
+      const text = tokenizer.decode(ids, { skipSpecialTokens: true });
+      const row = rows[b];
+      expect(text).toContain(`Title: ${row.title}, `);
+      const main = row.main_category !== null && row.main_category.trim() !== '' ? row.main_category : row.category;
+      expect(text.endsWith(`Main Category: ${main}`)).toBe(true);
+      // Features of this row are those cached for its image.
+      expect(batch.imageFeatures.subarray(b * N * D, (b + 1) * N * D)).toEqual(stored.get(imageSha256(row.image)));
+    }
+    expect(batch.seqLen).toBe(Math.max(...lengths)); // padded to the longest row
+    expect(new Set(lengths).size).toBeGreaterThan(1);
+    // The fixture covers every category rule: a label, null and blank main_category.
+    expect(rows.map((r) => r.main_category)).toEqual(expect.arrayContaining(['All Beauty', null, '']));
+  });
+
+  it('pads to a fixed length on request', async () => {
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, dataset, maxLength: 200, padToMaxLength: true });
+    const batch = await builder.build([4, 5]);
+    expect(batch.seqLen).toBe(200);
+    expect(() => new BatchBuilder({ tokenizer, config: cfg, cache, dataset, padToMaxLength: true })).toThrow(ConfigError);
+  });
+
+  it('feeds the model: a forward pass on the built batch runs and leaks no tensor', async () => {
+    await initBackend('wasm');
+    const model = SmolVLMRegressor.fromSeed(cfg, 3);
+    try {
+      const batch = await new BatchBuilder({ tokenizer, config: cfg, cache, dataset }).build([8, 6]);
+      const numTensors = tf.memory().numTensors;
+      const ratings = tf.tidy(() => {
+        const out = model.forward({
+          inputIds: tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32'),
+          attentionMask: tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLen], 'int32'),
+          imageFeatures: tf.tensor3d(batch.imageFeatures, [batch.batchSize, batch.imageTokens, batch.featureDim]),
+        });
+        return out.rating.dataSync().slice();
+      });
+      expect(ratings).toHaveLength(2);
+      expect([...ratings].every((r) => r > 1 && r < 5)).toBe(true);
+      expect(tf.memory().numTensors).toBe(numTensors);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('refuses a sample whose image has no cached features, and a cache of the wrong shape', async () => {
+    const empty = new FeatureCache({ dir: join(dir, 'empty'), backboneHash: cache.backboneHash, tokens: N, dim: D });
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache: empty, dataset });
+    await expect(builder.build([2])).rejects.toThrow(DataError);
+    await expect(builder.build([2])).rejects.toThrow(/sample 2 .*precomputeFeatures/);
+    const narrow = new FeatureCache({ dir: join(dir, 'empty'), backboneHash: cache.backboneHash, tokens: N, dim: D - 1 });
+    expect(() => new BatchBuilder({ tokenizer, config: cfg, cache: narrow, dataset })).toThrow(ConfigError);
+  });
+
+  it("builds a rank's steps ahead through the prefetcher, in sampler order", async () => {
+    const sampler = new GlobalSampler({ numSamples: dataset.numSamples, seed: 9, globalBatch: 4, worldSize: 2, rank: 1, microBatch: 2 });
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, dataset });
+    const prefetcher = new Prefetcher({ keys: sampler.steps({ epoch: 0, step: 0 }, 2), build: (s) => builder.build(s.indices), depth: 2 });
+    const got: number[][] = [];
+    for await (const batch of prefetcher) got.push([...batch.globalIndices]);
+    const expected = [...sampler.steps({ epoch: 0, step: 0 }, 2)].map((s) => [...s.indices]);
+    expect(got).toEqual(expected);
+    expect(got).toHaveLength(2 * sampler.stepsPerEpoch);
+  });
+});

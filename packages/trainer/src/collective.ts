@@ -1,0 +1,92 @@
+/**
+ * The collective every training worker talks to (DESIGN.md, "Training topology"): barriers,
+ * broadcasts and the gradient all-reduce. Two implementations:
+ *  - `LocalCollective`: one worker, every operation is the identity (no Redis needed, `--gpus 1`);
+ *  - `RedisCollective` (redis-collective.ts): N workers coordinated through Redis.
+ *
+ * As with NCCL / torch.distributed, every rank must issue the same collectives in the same order
+ * (sequence numbers pair the calls up), one at a time: a call must be awaited before the next.
+ * After a failed call the collective is unusable (every later call throws the same error):
+ * the launcher restarts all workers from the latest checkpoint.
+ */
+import { CollectiveError } from '@smolrate/core';
+import { checkRoot, jsonRoundTrip } from './collective-checks.js';
+
+/** Per-call options. */
+export interface CollectiveCallOptions {
+  /**
+   * Bound on each wait of this call (ms without progress), instead of the collective's
+   * `timeoutMs` — e.g. a rank waiting in `broadcastJson` while rank 0 evaluates for minutes.
+   */
+  timeoutMs?: number;
+}
+
+export interface Collective {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** Returns once every rank has called `barrier` with the same tag. */
+  barrier(tag: string, options?: CollectiveCallOptions): Promise<void>;
+  /**
+   * `root`'s bytes, on every rank. Non-root ranks pass `null` (anything else is ignored); the
+   * root gets its own array back.
+   */
+  broadcast(data: Uint8Array | null, root: number, tag: string, options?: CollectiveCallOptions): Promise<Uint8Array>;
+  /** `root`'s value as JSON, on every rank (the root too receives the JSON round trip). */
+  broadcastJson<T>(value: T | null, root: number, tag: string, options?: CollectiveCallOptions): Promise<T>;
+  /**
+   * Element-wise mean over the ranks, in place: `data` is overwritten and returned. The sum is
+   * accumulated in float32 in rank order 0..N−1 and then divided by N, so the result is the
+   * same bytes on every rank and in every run. All ranks must pass the same length.
+   */
+  allReduceMean(data: Float32Array, tag?: string, options?: CollectiveCallOptions): Promise<Float32Array>;
+  /** Every rank's value (JSON round trip), indexed by rank. */
+  allGatherJson<T>(value: T, tag: string, options?: CollectiveCallOptions): Promise<T[]>;
+  /** Leaves the collective and releases its resources. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The collective of a single worker: rank 0 of 1, every operation the identity. */
+export class LocalCollective implements Collective {
+  readonly rank = 0;
+  readonly worldSize = 1;
+  private closed = false;
+
+  private check(what: string): void {
+    if (this.closed) throw new CollectiveError(`${what}: the collective is closed`);
+  }
+
+  async barrier(tag: string): Promise<void> {
+    this.check(`barrier '${tag}'`);
+  }
+
+  async broadcast(data: Uint8Array | null, root: number, tag: string): Promise<Uint8Array> {
+    const what = `broadcast '${tag}'`;
+    this.check(what);
+    checkRoot(root, 1, what);
+    if (data === null) throw new CollectiveError(`${what}: the root (rank 0) passed no data`);
+    return data;
+  }
+
+  async broadcastJson<T>(value: T | null, root: number, tag: string): Promise<T> {
+    const what = `broadcastJson '${tag}'`;
+    this.check(what);
+    checkRoot(root, 1, what);
+    if (value === null) throw new CollectiveError(`${what}: the root (rank 0) passed no value`);
+    return jsonRoundTrip(value, what);
+  }
+
+  async allReduceMean(data: Float32Array, tag = 'allReduceMean'): Promise<Float32Array> {
+    this.check(`allReduceMean '${tag}'`);
+    return data; // the mean of one contribution is itself (x / 1 is exact, NaN stays NaN)
+  }
+
+  async allGatherJson<T>(value: T, tag: string): Promise<T[]> {
+    const what = `allGatherJson '${tag}'`;
+    this.check(what);
+    return [jsonRoundTrip(value, what)];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+}

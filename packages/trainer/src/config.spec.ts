@@ -1,0 +1,33 @@
+import { ConfigError } from '@smolrate/core';
+import { describe, expect, it } from 'vitest';
+import { checkTrainerConfig, effectiveMicroBatch, featureCacheDir, resolveTrainerConfig } from './config.js';
+
+const base = { data: '/data/shards', run: '/runs/x' };
+
+describe('trainer config', () => {
+  it('has the paper defaults', () => {
+    const cfg = resolveTrainerConfig({ overrides: base });
+    expect(cfg).toMatchObject({ globalBatch: 64, epochs: 5, peakLr: 4e-4, warmupFraction: 0.03, weightDecay: 0.01, optimizer: 'adamw8bit', resume: false });
+    expect(featureCacheDir(cfg)).toBe('/runs/x/feature-cache');
+    expect(effectiveMicroBatch(cfg, 4)).toBe(16);
+  });
+
+  it('parses CLI strings by field type, including nested keys', () => {
+    const cfg = resolveTrainerConfig({ overrides: { ...base, peakLr: '1e-3', globalBatch: '32', 'collective.timeoutMs': '5000', resume: true } });
+    expect([cfg.peakLr, cfg.globalBatch, cfg.collective.timeoutMs, cfg.resume]).toEqual([1e-3, 32, 5000, true]);
+  });
+
+  it('requires data and run, and names unknown keys', () => {
+    expect(() => resolveTrainerConfig({ overrides: { run: '/r' } })).toThrow(/"data" is required/);
+    expect(() => resolveTrainerConfig({ overrides: { data: '/d' } })).toThrow(/"run" is required/);
+    expect(() => resolveTrainerConfig({ overrides: { ...base, peakLR: '1' } })).toThrow(/unknown config key "peakLR" \(did you mean "peakLr"\?\)/);
+    expect(() => resolveTrainerConfig({ overrides: { ...base, optimizer: 'sgd' } })).toThrow(ConfigError);
+  });
+
+  it('checks globalBatch % (worldSize · microBatch) with both values in the message', () => {
+    const cfg = resolveTrainerConfig({ overrides: { ...base, globalBatch: '64', microBatch: '6' } });
+    expect(() => checkTrainerConfig(cfg, 4)).toThrow('globalBatch (64) must be divisible by worldSize × microBatch (4 × 6 = 24)');
+    expect(() => checkTrainerConfig({ ...cfg, microBatch: 0 }, 3)).toThrow('globalBatch (64) must be divisible by worldSize (3)');
+    expect(() => checkTrainerConfig({ ...cfg, microBatch: 8 }, 4)).not.toThrow();
+  });
+});

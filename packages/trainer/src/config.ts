@@ -1,0 +1,77 @@
+/**
+ * The trainer's configuration: one typed schema with its defaults (core config.ts field
+ * builders). Precedence: defaults ← config file (`--config x.json|yaml`) ← CLI flags
+ * (`--peak-lr 1e-3`, `--collective.timeout-ms 60000`). The resolved config is logged once by
+ * rank 0 and saved in every checkpoint's trainer-state.json.
+ */
+import { join } from 'node:path';
+import { checkInvariant, ConfigError, field, resolveConfig, type Infer, type ResolveOptions } from '@smolrate/core';
+
+export const TRAINER_CONFIG_SCHEMA = {
+  data: field.string('', 'shard root URI holding manifest.json (file path, file:// or s3://)'),
+  run: field.string('', 'run directory (local): metrics.jsonl, checkpoints/, feature-cache/'),
+  preset: field.enum(['tiny', 'smolvlm2-256m'] as const, 'smolvlm2-256m', 'model preset of a seeded init (ignored with init)'),
+  init: field.optionalString('initial weights: a model folder (config.json + model.safetensors + tokenizer.json); default: seeded init of the preset'),
+  tokenizer: field.optionalString('tokenizer.json; default: the init folder\'s, or the bundled tiny tokenizer for the tiny preset'),
+  seed: field.int(0, 'run seed: init, sample order, dropout', { min: 0 }),
+  backend: field.enum(['auto', 'tensorflow', 'wasm', 'cpu'] as const, 'auto', 'tfjs backend'),
+  globalBatch: field.int(64, 'samples per optimizer step over all ranks', { min: 1 }),
+  microBatch: field.int(0, 'samples per forward/backward on one rank; 0 = globalBatch / worldSize (no accumulation)', { min: 0 }),
+  epochs: field.int(5, 'epochs (an upper bound with early stopping)', { min: 1 }),
+  maxSteps: field.int(0, 'cap on optimizer steps of the whole run (the schedule spans the capped run); 0 = no cap', { min: 0 }),
+  stopAfterSteps: field.int(0, 'checkpoint and stop after this many optimizer steps without changing the schedule (an interruption; resume with --resume); 0 = never', { min: 0 }),
+  peakLr: field.number(4e-4, 'peak learning rate', { min: 0 }),
+  warmupFraction: field.number(0.03, 'fraction of the steps spent in linear warm-up', { min: 0, max: 1 }),
+  weightDecay: field.number(0.01, 'decoupled weight decay', { min: 0 }),
+  optimizer: field.enum(['adamw8bit', 'adamw32'] as const, 'adamw8bit', 'optimizer'),
+  fp32EmbeddingState: field.bool(false, 'keep fp32 Adam state for embed_tokens (bitsandbytes "stable embedding")'),
+  gradClip: field.number(0, 'clip the global gradient L2 norm to this value; 0 = no clipping', { min: 0 }),
+  evalEvery: field.int(0, 'validate every K steps (and at every epoch end); 0 = only at epoch ends', { min: 0 }),
+  evalBatch: field.int(16, 'validation batch size', { min: 1 }),
+  patience: field.int(3, 'early stopping: validations without a val PLCC improvement before stopping', { min: 1 }),
+  checkpointEvery: field.int(0, 'checkpoint every K steps (and at every epoch end and the end); 0 = epoch ends only', { min: 0 }),
+  hashCheckEvery: field.int(50, 'compare a parameter hash across ranks every K steps (and at the end); 0 = only at the end', { min: 0 }),
+  featureCache: field.optionalString('vision-feature cache directory; default <run>/feature-cache (share one between runs of the same backbone)'),
+  maxTextLength: field.int(0, 'characters kept per metadata field (the paper: L = 100); 0 = the model config\'s', { min: 0 }),
+  prefetch: field.int(2, 'steps of batches built ahead', { min: 0 }),
+  resume: field.bool(false, 'continue from <run>/checkpoints/latest (weights, optimizer, schedule, sampler cursor)'),
+  collective: field.object({
+    timeoutMs: field.int(120_000, 'bound on each collective wait (ms without progress)', { min: 1 }),
+    rendezvousTimeoutMs: field.int(120_000, 'bound on the rendezvous', { min: 1 }),
+    heartbeatMs: field.int(1_000, 'heartbeat period', { min: 10 }),
+    evalTimeoutMs: field.int(1_800_000, 'how long ranks wait for rank 0 to validate / checkpoint', { min: 1 }),
+  }),
+};
+
+export type TrainerConfig = Infer<typeof TRAINER_CONFIG_SCHEMA>;
+
+/** defaults ← file ← overrides, validated, with the checks that need no world size. */
+export function resolveTrainerConfig(opts: ResolveOptions = {}): TrainerConfig {
+  const cfg = resolveConfig(TRAINER_CONFIG_SCHEMA, opts);
+  if (cfg.data === '') throw new ConfigError('config key "data" is required: the shard root URI (where manifest.json is)');
+  if (cfg.run === '') throw new ConfigError('config key "run" is required: the run directory');
+  return cfg;
+}
+
+/** The micro-batch in effect for `worldSize` ranks. */
+export function effectiveMicroBatch(cfg: TrainerConfig, worldSize: number): number {
+  return cfg.microBatch > 0 ? cfg.microBatch : cfg.globalBatch / worldSize;
+}
+
+/** Checks the derived invariants for a world of `worldSize` ranks (both values in each message). */
+export function checkTrainerConfig(cfg: TrainerConfig, worldSize: number): void {
+  checkInvariant(
+    cfg.globalBatch % worldSize === 0,
+    `globalBatch (${cfg.globalBatch}) must be divisible by worldSize (${worldSize})`,
+  );
+  const micro = effectiveMicroBatch(cfg, worldSize);
+  const per = worldSize * micro;
+  checkInvariant(
+    cfg.globalBatch % per === 0,
+    `globalBatch (${cfg.globalBatch}) must be divisible by worldSize × microBatch (${worldSize} × ${micro} = ${per})`,
+  );
+}
+
+export function featureCacheDir(cfg: TrainerConfig): string {
+  return cfg.featureCache ?? join(cfg.run, 'feature-cache');
+}

@@ -1,0 +1,50 @@
+/**
+ * Validation in eval mode (no dropout): predictions for every sample of a split, in global-index
+ * order, from cached image features, and the metrics of val-metrics.ts.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { SmolVLMRegressor } from '@smolrate/model';
+import type { BatchBuilder, TrainingBatch } from './batches.js';
+import { valMetrics, type ValMetrics } from './val-metrics.js';
+
+/** Tensors of a built batch (the caller disposes them). */
+export function batchTensors(b: TrainingBatch): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D; imageFeatures: tf.Tensor3D; targets: tf.Tensor1D } {
+  return {
+    inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32'),
+    attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], 'int32'),
+    imageFeatures: tf.tensor3d(b.imageFeatures, [b.batchSize, b.imageTokens, b.featureDim]), // [B, N, D]
+    targets: tf.tensor1d(b.targets),
+  };
+}
+
+export interface Predictions {
+  predictions: Float32Array;
+  targets: Float32Array;
+}
+
+export async function predictSplit(model: SmolVLMRegressor, builder: BatchBuilder, numSamples: number, batchSize: number): Promise<Predictions> {
+  const predictions = new Float32Array(numSamples);
+  const targets = new Float32Array(numSamples);
+  for (let start = 0; start < numSamples; start += batchSize) {
+    const indices = Array.from({ length: Math.min(batchSize, numSamples - start) }, (_, i) => start + i);
+    const batch = await builder.build(indices);
+    const t = batchTensors(batch);
+    try {
+      const out = model.forward({ inputIds: t.inputIds, attentionMask: t.attentionMask, imageFeatures: t.imageFeatures }, { training: false });
+      try {
+        predictions.set((await out.rating.data()) as Float32Array, start);
+      } finally {
+        tf.dispose([out.pooled, out.logit, out.rating]);
+      }
+    } finally {
+      tf.dispose([t.inputIds, t.attentionMask, t.imageFeatures, t.targets]);
+    }
+    targets.set(batch.targets, start);
+  }
+  return { predictions, targets };
+}
+
+export async function evaluate(model: SmolVLMRegressor, builder: BatchBuilder, numSamples: number, batchSize: number): Promise<ValMetrics> {
+  const { predictions, targets } = await predictSplit(model, builder, numSamples, batchSize);
+  return valMetrics(predictions, targets);
+}

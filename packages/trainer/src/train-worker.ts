@@ -1,0 +1,308 @@
+/**
+ * The per-rank training recipe (DESIGN.md "Training topology"): every rank runs this with the
+ * same config; RANK / WORLD_SIZE / SMOLRATE_RUN_ID / REDIS_URL say which rank it is.
+ *
+ *   weights (seeded init | init folder | latest checkpoint) → vision features cached (spread
+ *   over the ranks) → per step: this rank's slice of the global batch in micro-batches →
+ *   gradients summed with weights micro/rankBatch (= the mean over the slice) → one flat buffer
+ *   [grads…, loss] all-reduced (mean over ranks = the global-batch mean) → optional clipping →
+ *   AdamW on every parameter with the schedule's lr → replicas identical (hash-checked).
+ *   Rank 0 logs metrics, validates, decides early stopping (broadcast) and writes checkpoints.
+ *
+ * Everything that defines the trajectory — weights, optimizer state, global step, sampler
+ * cursor, early-stopping state — is in the checkpoint, and dropout masks are functions of
+ * (seed, step, sample), so a resumed run continues bit for bit.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CheckpointError, CollectiveError, ConfigError, createLogger, MetricsSink, openStore, readManifest, type Logger } from '@smolrate/core';
+import { describeBackend, initBackend, loadModelDir, loadTokenizer, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL } from '@smolrate/model';
+import { AdamW32 } from './adamw32.js';
+import { AdamW8bit } from './adamw8bit.js';
+import { BatchBuilder, type TrainingBatch } from './batches.js';
+import { readPointer, readTrainerFiles, TRAINER_STATE_FORMAT, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { LocalCollective, type Collective } from './collective.js';
+import { checkTrainerConfig, effectiveMicroBatch, featureCacheDir, type TrainerConfig } from './config.js';
+import { EarlyStopping } from './early-stopping.js';
+import { batchTensors, evaluate } from './evaluate.js';
+import { FeatureCache } from './feature-cache.js';
+import { linearWarmupDecay } from './lr-schedule.js';
+import { precomputeFeatures } from './precompute-features.js';
+import { Prefetcher } from './prefetcher.js';
+import { RedisCollective } from './redis-collective.js';
+import { l2Norm, Replica } from './replica.js';
+import { dropoutSeeds, GlobalSampler, type SamplerStep } from './sampler.js';
+import { ShardDataset } from './shard-dataset.js';
+import type { ValMetrics } from './val-metrics.js';
+
+/** The resolved config travels to the workers as JSON in this variable. */
+export const CONFIG_ENV = 'SMOLRATE_TRAINER_CONFIG';
+
+export interface WorkerEnv {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  runId: string;
+  redisUrl: string | null;
+}
+
+export function workerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
+  const int = (k: string, def?: number): number => {
+    const v = env[k];
+    if (v === undefined && def !== undefined) return def;
+    if (v === undefined || !/^\d+$/.test(v)) throw new ConfigError(`environment variable ${k} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const worldSize = int('WORLD_SIZE', 1);
+  const rank = int('RANK', 0);
+  if (worldSize < 1 || rank >= worldSize) throw new ConfigError(`RANK (${rank}) must be in [0, WORLD_SIZE = ${worldSize})`);
+  const redisUrl = env.REDIS_URL ?? null;
+  if (worldSize > 1 && !redisUrl) throw new ConfigError(`WORLD_SIZE is ${worldSize} but REDIS_URL is not set`);
+  return { rank, worldSize, localRank: int('LOCAL_RANK', rank), runId: env.SMOLRATE_RUN_ID ?? 'local', redisUrl };
+}
+
+export interface TrainSummary {
+  steps: number;
+  totalSteps: number;
+  epochs: number;
+  stoppedEarly: boolean;
+  interrupted: boolean;
+  best: TrainerState['best'];
+  lastValidation: TrainerState['lastValidation'];
+  paramHash: string;
+  backend: string;
+  secondsPerStep: number;
+  precomputeSecondsPerImage: number | null;
+  seconds: number;
+}
+
+type Optimizer = AdamW8bit | AdamW32;
+
+function makeOptimizer(cfg: TrainerConfig, bytes: Buffer | null): Optimizer {
+  const fp32StateFor = cfg.fp32EmbeddingState ? (n: string) => n.endsWith('embed_tokens.weight') : undefined;
+  if (cfg.optimizer === 'adamw32') return bytes ? AdamW32.deserialize(bytes) : new AdamW32({ lr: cfg.peakLr, weightDecay: cfg.weightDecay });
+  return bytes ? AdamW8bit.deserialize(bytes, { fp32StateFor }) : new AdamW8bit({ lr: cfg.peakLr, weightDecay: cfg.weightDecay, fp32StateFor });
+}
+
+/** Compares the parameter hash of every rank; a mismatch means the replicas diverged. */
+async function checkReplicas(c: Collective, replica: Replica, step: number): Promise<string> {
+  const mine = replica.hash();
+  const all = await c.allGatherJson(mine, `hash-${step}`);
+  if (all.some((h) => h !== mine)) {
+    throw new CollectiveError(`replicas diverged at step ${step}: parameter hashes by rank ${all.map((h, r) => `${r}=${h.slice(0, 12)}`).join(', ')}`);
+  }
+  return mine;
+}
+
+/** Runs one rank from its environment and the resolved config. */
+export async function runWorker(cfg: TrainerConfig, env: WorkerEnv = workerEnv(), log: Logger = createLogger({ name: 'trainer', rank: env.rank })): Promise<TrainSummary> {
+  checkTrainerConfig(cfg, env.worldSize);
+  const backend = await initBackend(cfg.backend);
+  const collective: Collective =
+    env.worldSize === 1
+      ? new LocalCollective()
+      : await RedisCollective.connect({
+          url: env.redisUrl!, runId: env.runId, rank: env.rank, worldSize: env.worldSize, log,
+          timeoutMs: cfg.collective.timeoutMs, rendezvousTimeoutMs: cfg.collective.rendezvousTimeoutMs, heartbeatMs: cfg.collective.heartbeatMs,
+        });
+  try {
+    return await train(cfg, env, collective, describeBackend(backend), log);
+  } finally {
+    await collective.close();
+  }
+}
+
+async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend: string, log: Logger): Promise<TrainSummary> {
+  const t0 = performance.now();
+  const lead = env.rank === 0;
+  const waitLong = { timeoutMs: cfg.collective.evalTimeoutMs };
+  if (lead) log.info('trainer config', { backend, worldSize: env.worldSize, runId: env.runId, config: cfg });
+
+  // 1. The same initial weights on every rank.
+  const resumeDir = cfg.resume ? await readPointer(cfg.run, 'latest') : null;
+  if (cfg.resume && resumeDir === null) log.warn('--resume: no checkpoint yet, starting from the initial weights', { run: cfg.run });
+  const source = resumeDir ?? cfg.init;
+  let model: SmolVLMRegressor;
+  let tokenizerJson: string | null = null;
+  if (source !== null) {
+    const loaded = await loadModelDir(source, { requireHead: resumeDir !== null, seed: cfg.seed, keepLmHead: false });
+    ({ model, tokenizerJson } = loaded);
+  } else {
+    model = SmolVLMRegressor.fromSeed(presetConfig(cfg.preset), cfg.seed);
+  }
+  if (cfg.tokenizer !== null) tokenizerJson = await readFile(cfg.tokenizer, 'utf8');
+  else if (tokenizerJson === null && source === null && cfg.preset === 'tiny') tokenizerJson = await readFile(TINY_TOKENIZER_URL, 'utf8');
+  if (tokenizerJson === null) throw new ConfigError('no tokenizer: pass --tokenizer <tokenizer.json> (or an --init folder that has one)');
+  const tokenizer = loadTokenizer(tokenizerJson);
+  const modelConfig = cfg.maxTextLength > 0 ? { ...model.config, regression: { ...model.config.regression, truncation: cfg.maxTextLength } } : model.config;
+
+  // 2. Data, and the frozen vision features of every image (each rank a share; then a barrier).
+  const store = openStore(cfg.data);
+  const manifest = await readManifest(store);
+  const trainSet = await ShardDataset.open({ store, manifest, split: 'train' });
+  const valSet = await ShardDataset.open({ store, manifest, split: 'val' });
+  const cache = await FeatureCache.forModel(model, { dir: featureCacheDir(cfg) });
+  let precomputed = { seconds: 0, images: 0 };
+  for (const dataset of [trainSet, valSet]) {
+    const r = await precomputeFeatures({ model, dataset, cache, rank: env.rank, worldSize: env.worldSize, log });
+    precomputed = { seconds: precomputed.seconds + r.seconds, images: precomputed.images + r.computed };
+  }
+  await c.barrier('features', waitLong);
+  const builder = (dataset: ShardDataset) => new BatchBuilder({ tokenizer, config: modelConfig, cache, dataset });
+  const trainBatches = builder(trainSet);
+  const valBatches = builder(valSet);
+
+  // 3. Sampler, schedule, optimizer and the run state (fresh or from the checkpoint).
+  const micro = effectiveMicroBatch(cfg, env.worldSize);
+  const sampler = new GlobalSampler({ numSamples: trainSet.numSamples, seed: cfg.seed, globalBatch: cfg.globalBatch, worldSize: env.worldSize, rank: env.rank, microBatch: micro });
+  const fullSteps = cfg.epochs * sampler.stepsPerEpoch;
+  const totalSteps = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, fullSteps) : fullSteps;
+  const schedule = linearWarmupDecay({ peakLr: cfg.peakLr, totalSteps, warmupFraction: cfg.warmupFraction });
+  let step = 0;
+  let cursor = { epoch: 0, step: 0 };
+  let stopping = new EarlyStopping({ patience: cfg.patience, mode: 'max' });
+  let best: TrainerState['best'] = { metric: 'val_plcc', value: null, step: null, checkpoint: null };
+  let lastValidation: TrainerState['lastValidation'] = null;
+  let optimizer: Optimizer;
+  if (resumeDir !== null) {
+    const saved = await readTrainerFiles(resumeDir);
+    const s = saved.state;
+    if (s.schedule.totalSteps !== totalSteps) throw new CheckpointError(`${resumeDir}: the schedule spans ${s.schedule.totalSteps} steps, this config gives ${totalSteps}`);
+    cursor = sampler.resume(s.sampler);
+    step = s.step;
+    if (sampler.globalStep(cursor) !== step) throw new CheckpointError(`${resumeDir}: step ${step} disagrees with the sampler cursor ${JSON.stringify(cursor)}`);
+    stopping = EarlyStopping.fromState(s.earlyStopping);
+    ({ best, lastValidation } = s);
+    optimizer = makeOptimizer(cfg, saved.optimizer);
+    log.info('resumed', { checkpoint: resumeDir, step, epoch: cursor.epoch });
+  } else {
+    optimizer = makeOptimizer(cfg, null);
+  }
+  const replica = Replica.of(model);
+  await checkReplicas(c, replica, step); // identical starting weights (and resumed state) everywhere
+
+  const metrics = lead ? new MetricsSink(join(cfg.run, 'metrics.jsonl')) : null;
+  const state = (): TrainerState => ({
+    format: TRAINER_STATE_FORMAT, step, epoch: cursor.epoch, sampler: sampler.state(cursor),
+    random: { seed: cfg.seed, dropout: 'seedFrom(seed, "dropout", globalStep, globalIndex)', rng: null },
+    best, earlyStopping: stopping.state(),
+    schedule: { kind: 'linear-warmup-decay', peakLr: schedule.peakLr, totalSteps, warmupSteps: schedule.warmupSteps, minLr: schedule.minLr },
+    lastValidation, worldSize: env.worldSize, config: cfg,
+  });
+
+  // 4. The loop.
+  const lastStep = cfg.stopAfterSteps > 0 ? Math.min(totalSteps, cfg.stopAfterSteps) : totalSteps;
+  function* stepsToRun(): Generator<SamplerStep> {
+    if (step >= lastStep) return;
+    for (const s of sampler.steps(cursor)) {
+      yield s;
+      if (s.globalStep + 1 >= lastStep) return;
+    }
+  }
+  const prefetcher = new Prefetcher({
+    keys: stepsToRun(),
+    depth: cfg.prefetch,
+    build: async (s: SamplerStep) => ({ s, batches: await Promise.all(sampler.microBatches(s.cursor.epoch, s.cursor.step).map((ix) => trainBatches.build(ix))) }),
+  });
+  const flat = new Float32Array(replica.size + 1); // [grads…, loss]
+  const weight = micro / sampler.rankBatchSize;
+  let stoppedEarly = false;
+  let stepSeconds = 0;
+  let stepsRun = 0;
+  try {
+    for (;;) {
+      const tWait = performance.now();
+      const next = await prefetcher.next();
+      if (next.done) break;
+      const tStep = performance.now();
+      const { s, batches } = next.value;
+      flat.fill(0);
+      for (const b of batches) await accumulate(model, replica, flat, b, weight, dropoutSeeds(cfg.seed, s.globalStep, b.globalIndices));
+      const tReduce = performance.now();
+      await c.allReduceMean(flat, 'grads');
+      const reduceMs = performance.now() - tReduce;
+      const gradNorm = l2Norm(flat, replica.size);
+      if (cfg.gradClip > 0 && gradNorm > cfg.gradClip) {
+        const k = cfg.gradClip / gradNorm;
+        for (let i = 0; i < replica.size; i++) flat[i] *= k;
+      }
+      const tOpt = performance.now();
+      const lr = schedule(step);
+      for (const p of replica.params) optimizer.step(p.name, p.data, flat.subarray(p.offset, p.offset + p.data.length), lr);
+      replica.upload();
+      const optimizerMs = performance.now() - tOpt;
+      step += 1;
+      cursor = sampler.advance(s.cursor);
+      const stepMs = performance.now() - tStep;
+      stepSeconds += stepMs / 1000;
+      stepsRun += 1;
+      metrics?.write({
+        kind: 'train', step, epoch: s.cursor.epoch, loss: flat[replica.size], lr, gradNorm,
+        samplesPerSec: cfg.globalBatch / (stepMs / 1000), allreduceShare: reduceMs / stepMs, dataWaitMs: tStep - tWait, stepMs, computeMs: tReduce - tStep, optimizerMs,
+      });
+
+      const runEnd = step >= totalSteps;
+      const interrupted = !runEnd && step >= lastStep;
+      const epochEnd = cursor.step === 0;
+      let improved = false;
+      if (epochEnd || runEnd || (cfg.evalEvery > 0 && step % cfg.evalEvery === 0)) {
+        const decision = await c.broadcastJson(lead ? await validate() : null, 0, `eval-${step}`, waitLong);
+        ({ improved, stop: stoppedEarly } = decision);
+        if (improved) best = { metric: 'val_plcc', value: decision.metrics.plcc, step, checkpoint: `step-${step}` };
+        lastValidation = { ...decision.metrics, step };
+      }
+      const done = runEnd || interrupted || stoppedEarly;
+      if (done || epochEnd || improved || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0)) {
+        if (lead) {
+          const dir = await writeCheckpoint({ runDir: cfg.run, model, tokenizerJson, optimizer: optimizer.serialize(), state: state(), best: improved });
+          log.info('checkpoint', { dir, step });
+        }
+        await c.barrier(`ckpt-${step}`, waitLong);
+      }
+      if (cfg.hashCheckEvery > 0 && step % cfg.hashCheckEvery === 0) await checkReplicas(c, replica, step);
+      if (done) break;
+    }
+  } finally {
+    await prefetcher.return();
+  }
+
+  async function validate(): Promise<{ improved: boolean; stop: boolean; metrics: ValMetrics }> {
+    const m = await evaluate(model, valBatches, valSet.numSamples, cfg.evalBatch);
+    const d = stopping.update(m.plcc);
+    metrics?.write({ kind: 'val', step, epoch: cursor.epoch, rmse: m.rmse, plcc: m.plcc, srcc: m.srcc, samples: m.samples });
+    log.info('validation', { step, ...m, improved: d.improved, stop: d.stop });
+    return { ...d, metrics: m };
+  }
+
+  // 5. The end: replicas must agree; rank 0 summarises.
+  const paramHash = await checkReplicas(c, replica, step);
+  const summary: TrainSummary = {
+    steps: step, totalSteps, epochs: cursor.epoch, stoppedEarly, interrupted: step < totalSteps && !stoppedEarly,
+    best, lastValidation, paramHash, backend,
+    secondsPerStep: stepsRun > 0 ? stepSeconds / stepsRun : 0,
+    precomputeSecondsPerImage: precomputed.images > 0 ? precomputed.seconds / precomputed.images : null,
+    seconds: (performance.now() - t0) / 1000,
+  };
+  // Every rank records its final hash: an outside check of the replicas (tests, post-mortems).
+  await mkdir(join(cfg.run, 'workers'), { recursive: true });
+  await writeFile(join(cfg.run, 'workers', `rank-${env.rank}.json`), JSON.stringify({ rank: env.rank, worldSize: env.worldSize, step, paramHash }) + '\n');
+  if (lead) {
+    await writeFile(join(cfg.run, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+    log.info('training finished', { ...summary });
+  }
+  model.dispose();
+  return summary;
+}
+
+/** One micro-batch: loss and gradients, added into `flat` with `weight`. */
+async function accumulate(model: SmolVLMRegressor, replica: Replica, flat: Float32Array, b: TrainingBatch, weight: number, seeds: number[]): Promise<void> {
+  const t = batchTensors(b);
+  let out;
+  try {
+    out = model.lossAndGrads({ inputIds: t.inputIds, attentionMask: t.attentionMask, imageFeatures: t.imageFeatures }, t.targets, { dropoutSeed: seeds });
+  } finally {
+    for (const x of Object.values(t)) x.dispose();
+  }
+  await replica.accumulate(flat, out.grads, weight);
+  flat[replica.size] += weight * out.loss;
+}
