@@ -58,6 +58,9 @@ describe('bench --preset tiny --batch 1 --repeats 1 --json', () => {
 
     expect(r.kernels.length).toBeGreaterThan(0);
     expect(r.kernels.reduce((s, k) => s + k.share, 0)).toBeCloseTo(1, 6);
+    // The vision tower's kernels are there, not only the decoder's (tf.profile reuses its result object).
+    expect(r.kernels.some((k) => k.kernel.startsWith('Conv2D') || k.kernel.startsWith('other'))).toBe(true);
+    expect(r.kernels.reduce((s, k) => s + k.seconds, 0)).toBeLessThanOrEqual(r.profileWallSeconds! * 1.001);
 
     const t = r.train!;
     expect(t).toMatchObject({ batch: 1, fits: true, repeats: 1 });
