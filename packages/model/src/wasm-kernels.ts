@@ -7,6 +7,7 @@
  *  - UnsortedSegmentSum: the gradient of gather, i.e. of the token-embedding lookup.
  *  - Conv2DBackpropFilter: the filter gradient of conv2d (the patch embedding; frozen in
  *    smolrate's recipe, but a full fine-tune or a gradient check goes through it).
+ * Slow products, rerouted: batched and transposed BatchMatMul calls (wasm-matmul.ts).
  * Wrong results, patched (float32 paths are left to the original kernels):
  *  - Cast to bool copies values (`Uint8Array.set`): 2 → 2, 0.5 → 0, −1 → 255. Now x ≠ 0.
  *  - StridedSlice of int32 / bool takes the float path: garbage, labelled float32.
@@ -18,6 +19,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { conv2dFilterGradInto, segmentSumInto, stridedGatherInto, type ConvGeometry } from './kernel-loops.js';
+import { fastBatchMatMulConfig } from './wasm-matmul.js';
 
 type HeapArray = Float32Array | Int32Array | Uint8Array;
 
@@ -174,6 +176,17 @@ function patch(p: KernelPatch): boolean {
   return true;
 }
 
+/** Routes batched and transposed products to XNNPACK's fast path (wasm-matmul.ts). */
+function patchBatchMatMul(): boolean {
+  const original = tf.getKernel('BatchMatMul', 'wasm');
+  if (original == null || installedPatches.has(original.kernelFunc)) return false;
+  const replacement = fastBatchMatMulConfig(original);
+  installedPatches.add(replacement.kernelFunc);
+  tf.unregisterKernel('BatchMatMul', 'wasm');
+  tf.registerKernel(replacement);
+  return true;
+}
+
 /**
  * Adds the missing kernels and patches the wrong ones for 'wasm' (idempotent; never replaces a
  * kernel someone else registered under an added name). Call it after importing
@@ -188,5 +201,6 @@ export function registerWasmKernels(): string[] {
     changed.push(k.kernelName);
   }
   for (const p of WASM_PATCHES) if (patch(p)) changed.push(p.kernelName);
+  if (patchBatchMatMul()) changed.push('BatchMatMul');
   return changed;
 }
