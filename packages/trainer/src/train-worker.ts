@@ -33,6 +33,7 @@ import { RedisCollective } from './redis-collective.js';
 import { l2Norm, Replica } from './replica.js';
 import { dropoutSeeds, GlobalSampler, type SamplerStep } from './sampler.js';
 import { ShardDataset } from './shard-dataset.js';
+import { TrainingProgress } from './training-progress.js';
 import type { ValMetrics } from './val-metrics.js';
 
 /** The resolved config travels to the workers as JSON in this variable. */
@@ -206,6 +207,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
   });
   const flat = new Float32Array(replica.size + 1); // [grads…, loss]
   const weight = micro / sampler.rankBatchSize;
+  const progress = new TrainingProgress({ log, firstStep: step, lastStep, globalBatch: cfg.globalBatch });
   let stoppedEarly = false;
   let stepSeconds = 0;
   let stepsRun = 0;
@@ -236,6 +238,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
       const stepMs = performance.now() - tStep;
       stepSeconds += stepMs / 1000;
       stepsRun += 1;
+      if (lead) progress.step(step, flat[replica.size]!, s.cursor.epoch);
       metrics?.write({
         kind: 'train', step, epoch: s.cursor.epoch, loss: flat[replica.size], lr, gradNorm,
         samplesPerSec: cfg.globalBatch / (stepMs / 1000), allreduceShare: reduceMs / stepMs, dataWaitMs: tStep - tWait, stepMs, computeMs: tReduce - tStep, optimizerMs,
