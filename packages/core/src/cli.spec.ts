@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { flagBool, flagNumber, parseArgs, requireFlag, runCommand } from './cli.js';
+import { flagBool, flagNumber, parseArgs, requireFlag, runCommand, runLazyCommand } from './cli.js';
 import { ConfigError, UsageError } from './errors.js';
 
 describe('parseArgs', () => {
@@ -40,6 +40,41 @@ describe('runCommand', () => {
       expect(await runCommand('prog', cmds, ['nope'])).toBe(2);
       expect(await runCommand('prog', cmds, ['--help'])).toBe(0);
       expect(out.mock.calls.map((c) => String(c[0])).join('')).toMatch(/ok\s+fine/);
+    } finally {
+      err.mockRestore();
+      out.mockRestore();
+    }
+  });
+});
+
+describe('runLazyCommand', () => {
+  it('loads a command module only to run it or print its help; load failures exit like run failures', async () => {
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    const loaded: string[] = [];
+    const cmds = {
+      greet: {
+        summary: 'table summary',
+        load: async () => {
+          loaded.push('greet');
+          return { summary: 'module summary', usage: 'usage: prog greet --name N\n\n', run: async (argv: string[]) => (argv[0] === 'x' ? 4 : undefined) };
+        },
+      },
+      broken: { summary: 'fails to load', load: async () => { throw new UsageError('command "broken" is not available'); } },
+    };
+    try {
+      expect(await runLazyCommand('prog', cmds, ['--help'])).toBe(0);
+      expect(loaded).toEqual([]);
+      expect(out.mock.calls.map((c) => String(c[0])).join('')).toMatch(/greet\s+table summary/);
+      out.mockClear();
+      expect(await runLazyCommand('prog', cmds, ['greet', '--help'])).toBe(0);
+      expect(out.mock.calls.map((c) => String(c[0])).join('')).toBe('prog greet: module summary\n\nusage: prog greet --name N\n');
+      expect(await runLazyCommand('prog', cmds, ['greet'])).toBe(0);
+      expect(await runLazyCommand('prog', cmds, ['greet', 'x'])).toBe(4);
+      expect(loaded).toEqual(['greet', 'greet', 'greet']);
+      expect(await runLazyCommand('prog', cmds, ['broken'])).toBe(2);
+      expect(await runLazyCommand('prog', cmds, ['broken', '--help'])).toBe(2);
+      expect(err.mock.calls.map((c) => String(c[0])).join('')).toContain('prog: command "broken" is not available');
     } finally {
       err.mockRestore();
       out.mockRestore();

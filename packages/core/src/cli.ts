@@ -124,6 +124,40 @@ export async function runCommand(program: string, commands: Record<string, Comma
   }
 }
 
+/** A command implemented in its own module: `run(argv)`, a one-line summary, its usage text. */
+export interface CommandModule {
+  summary?: string;
+  usage?: string;
+  run(argv: string[]): Promise<number | void>;
+}
+
+/** A command whose module is imported only when it runs or prints its `--help`. */
+export interface LazyCommand {
+  summary: string;
+  load(): Promise<CommandModule>;
+}
+
+/**
+ * runCommand over lazily loaded command modules, so `program --help` and one command's run do
+ * not import every command's dependencies (tfjs, sharp, BullMQ …). `<command> --help` prints the
+ * module's own summary and usage.
+ */
+export async function runLazyCommand(program: string, commands: Record<string, LazyCommand>, argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  const cmd = name === undefined ? undefined : commands[name];
+  if (cmd && (rest.includes('--help') || rest.includes('-h'))) {
+    const printHelp = async () => {
+      const mod = await cmd.load();
+      process.stdout.write(`${program} ${name}: ${mod.summary ?? cmd.summary}\n${mod.usage ? `\n${mod.usage.trimEnd()}\n` : ''}`);
+    };
+    return runCommand(program, { [name!]: { summary: cmd.summary, run: printHelp } }, [name!]);
+  }
+  const specs: Record<string, CommandSpec> = Object.fromEntries(
+    Object.entries(commands).map(([key, c]) => [key, { summary: c.summary, run: async (args: string[]) => (await c.load()).run(args) }]),
+  );
+  return runCommand(program, specs, argv);
+}
+
 export function reportError(program: string, e: unknown): number {
   if (isSmolrateError(e)) {
     process.stderr.write(`${program}: ${e.message}${e.cause instanceof Error ? ` (${e.cause.message})` : ''}\n`);
