@@ -4,7 +4,9 @@ import { defineConfig } from 'vitest/config';
 const root = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
 // Tests run on the TypeScript sources: each workspace package resolves to its src/index.ts.
+// Subpath entries first: a key also matches "<key>/…".
 const alias = {
+  '@smolrate/core/testing': root('./packages/core/src/testing.ts'),
   '@smolrate/core': root('./packages/core/src/index.ts'),
   '@smolrate/model': root('./packages/model/src/index.ts'),
   '@smolrate/data-prep': root('./packages/data-prep/src/index.ts'),

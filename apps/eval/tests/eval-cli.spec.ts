@@ -7,6 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { openStore } from '@smolrate/core';
+import { writeFixtureShards } from '@smolrate/core/testing';
 import sharp from 'sharp';
 import { countMacs, countParameters, loadTokenizer, presetConfig, textTokenCount, TINY_TOKENIZER_URL } from '@smolrate/model';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -15,7 +17,7 @@ import { parseCsv, parseCsvRecords } from '../src/csv.js';
 import { regressionMetrics } from '../src/metrics.js';
 import type { ReportJson } from '../src/report.js';
 import { promptOfRow } from '../src/shard-items.js';
-import { writeFixtureRun, writeFixtureShards, writeLovifFolder } from './eval-fixtures.js';
+import { writeFixtureRun, writeLovifFolder } from './eval-fixtures.js';
 
 let tmp: string;
 let run: string;
@@ -45,7 +47,7 @@ beforeAll(async () => {
   run = path.join(tmp, 'run');
   data = path.join(tmp, 'shards');
   await writeFixtureRun(run);
-  const built = await writeFixtureShards(data, { train: [3], val: [5, 4] });
+  const built = await writeFixtureShards(openStore(data), { train: [3], val: [5, 4] });
   valRows = built.rows.val;
 });
 
@@ -212,7 +214,7 @@ describe('errors: one line, non-zero exit', () => {
 
   it('empty split', async () => {
     const empty = path.join(tmp, 'empty-shards');
-    await writeFixtureShards(empty, { train: [2], val: [] });
+    await writeFixtureShards(openStore(empty), { train: [2], val: [] });
     const r = await cli(reportArgs(path.join(run, 'checkpoints', 'best'), empty));
     expect(r.code).toBe(4);
     expect(messages(r.err)[0]).toMatch(/split "val" of .* is empty/);
@@ -220,7 +222,7 @@ describe('errors: one line, non-zero exit', () => {
 
   it('a shard whose bytes no longer match the manifest hash', async () => {
     const broken = path.join(tmp, 'broken-shards');
-    await writeFixtureShards(broken, { train: [1], val: [2] });
+    await writeFixtureShards(openStore(broken), { train: [1], val: [2] });
     const file = path.join(broken, 'val', 'shard-00000.parquet');
     const bytes = await readFile(file);
     bytes[100] ^= 0xff;

@@ -9,7 +9,8 @@ import { initBackend } from '@smolrate/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveCheckpointDir } from '../src/checkpoint.js';
 import { loadPredictor, predictBatch, type LoadedPredictor, type PredictInput } from '../src/predictor.js';
-import { fixtureJpeg, fixtureRow, writeFixtureRun } from './eval-fixtures.js';
+import { fixtureJpeg, fixtureRow } from '@smolrate/core/testing';
+import { writeFixtureRun } from './eval-fixtures.js';
 import { promptOfRow } from '../src/shard-items.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'smolrate-eval-pred-'));

@@ -1,8 +1,8 @@
-import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, ImageError } from './errors.js';
 import { decodeImage, probeImage, resizeToJpeg } from './image.js';
+import { pngClaiming } from './testing.js';
 
 type RGB = [number, number, number];
 const RED = { r: 255, g: 0, b: 0 };
@@ -34,36 +34,6 @@ function px(img: { data: Uint8Array; size: number }, x: number, y: number): RGB 
 
 function expectNear(actual: RGB, expected: RGB, tol: number): void {
   actual.forEach((v, c) => expect(Math.abs(v - expected[c]), `channel ${c}: ${actual} vs ${expected}`).toBeLessThanOrEqual(tol));
-}
-
-function crc32(buf: Buffer): number {
-  let crc = 0xffffffff;
-  for (const byte of buf) {
-    let c = (crc ^ byte) & 0xff;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    crc = (crc >>> 8) ^ c;
-  }
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-function pngChunk(type: string, data: Buffer): Buffer {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(body));
-  return Buffer.concat([len, body, crc]);
-}
-
-/** A well-formed PNG whose IHDR claims width × height (8-bit RGB) but whose IDAT is tiny. */
-function pngClaiming(width: number, height: number): Buffer {
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr[8] = 8; // bit depth
-  ihdr[9] = 2; // colour type: truecolour
-  const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([signature, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(Buffer.alloc(64))), pngChunk('IEND', Buffer.alloc(0))]);
 }
 
 async function rejection(p: Promise<unknown>): Promise<ImageError> {

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, DataError, openStore, Rng } from '@smolrate/core';
 import { imageTokenCount, initBackend, loadTokenizer, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL, type TextTokenizer } from '@smolrate/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeTinyShards, type TinyShards } from '../tests/tiny-shards.js';
+import { writeFixtureShards, type ShardSet } from '@smolrate/core/testing';
 import { BatchBuilder, promptItemOf, type TrainingBatch } from './batches.js';
 import { FeatureCache } from './feature-cache.js';
 import { Prefetcher } from './prefetcher.js';
@@ -21,7 +21,7 @@ const IMAGE_OF = [0, 1, 2, 3, 4, 5, 6, 0, 8];
 
 let dir: string;
 let tokenizer: TextTokenizer;
-let build: TinyShards;
+let build: ShardSet;
 let dataset: ShardDataset;
 let cache: FeatureCache;
 /** The features stored for each image hash (made up: the builder only moves them). */
@@ -31,7 +31,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'smolrate-batches-'));
   tokenizer = loadTokenizer(await readFile(TINY_TOKENIZER_URL, 'utf8'));
   const store = openStore(join(dir, 'shards'));
-  build = await writeTinyShards(store, { train: [4, 5], imageOf: (i) => IMAGE_OF[i] });
+  build = await writeFixtureShards(store, { root: 'ds', train: [4, 5], imageOf: (i) => IMAGE_OF[i] });
   dataset = await ShardDataset.open({ store, manifest: build.manifest, split: 'train', root: build.root });
   cache = new FeatureCache({ dir: join(dir, 'features'), backboneHash: createHash('sha256').update('made-up backbone').digest('hex'), tokens: N, dim: D });
   for (const [i, row] of build.rows.train.entries()) {

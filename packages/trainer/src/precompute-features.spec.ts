@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, decodeImage, openStore } from '@smolrate/core';
 import { imageTokenCount, initBackend, pixelBatchTensor, presetConfig, SmolVLMRegressor } from '@smolrate/model';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { writeTinyShards, type TinyShards } from '../tests/tiny-shards.js';
+import { writeFixtureShards, type ShardSet } from '@smolrate/core/testing';
 import { backboneHash } from './backbone-hash.js';
 import { FeatureCache } from './feature-cache.js';
 import { precomputeFeatures, type PrecomputeProgress } from './precompute-features.js';
@@ -18,14 +18,14 @@ const IMAGE_OF = [0, 1, 2, 3, 4, 5, 2, 6, 7, 4];
 
 let dir: string;
 let model: SmolVLMRegressor;
-let build: TinyShards;
+let build: ShardSet;
 let dataset: ShardDataset;
 
 beforeAll(async () => {
   await initBackend('wasm');
   dir = await mkdtemp(join(tmpdir(), 'smolrate-precompute-'));
   const store = openStore(join(dir, 'shards'));
-  build = await writeTinyShards(store, { train: [4, 3, 3], val: [1], imageOf: (i) => IMAGE_OF[i] });
+  build = await writeFixtureShards(store, { root: 'ds', train: [4, 3, 3], val: [1], imageOf: (i) => IMAGE_OF[i] });
   dataset = await ShardDataset.open({ store, manifest: build.manifest, split: 'train', root: build.root });
   model = SmolVLMRegressor.fromSeed(cfg, 1);
 });

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, readManifest, ShardIntegrityError, type ShardRow, type Store } from '@smolrate/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeTinyShards, type TinyShards } from '../tests/tiny-shards.js';
+import { writeFixtureShards, type ShardSet } from '@smolrate/core/testing';
 import { imageSha256, ShardDataset } from './shard-dataset.js';
 
 let dir: string;
 let store: Store;
-let build: TinyShards;
+let build: ShardSet;
 
 const same = (a: ShardRow, b: ShardRow) => {
   expect(a.parent_asin).toBe(b.parent_asin);
@@ -23,7 +23,7 @@ const same = (a: ShardRow, b: ShardRow) => {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'smolrate-dataset-'));
   store = openStore(join(dir, 'store'));
-  build = await writeTinyShards(store, { train: [5, 4, 3], val: [2, 1] });
+  build = await writeFixtureShards(store, { root: 'ds', train: [5, 4, 3], val: [2, 1] });
 });
 
 afterAll(async () => {
@@ -82,7 +82,7 @@ describe('ShardDataset', () => {
 
   it('raises ShardIntegrityError naming a shard whose bytes do not match the manifest', async () => {
     const copy = openStore(join(dir, 'corrupt'));
-    const b = await writeTinyShards(copy, { root: 'ds', train: [2, 2], val: [1] });
+    const b = await writeFixtureShards(copy, { root: 'ds', train: [2, 2], val: [1] });
     const file = b.manifest.splits.train.shards[1].file;
     const path = join(dir, 'corrupt', 'ds', file);
     const bytes = await readFile(path);
@@ -104,7 +104,7 @@ describe('ShardDataset', () => {
     const s3 = openStore(`s3://${bucket}/trainer-dataset-${randomBytes(6).toString('hex')}`);
     const cacheDir = join(dir, 'shard-cache');
     try {
-      const b = await writeTinyShards(s3, { root: 'ds', train: [3, 2], val: [1] });
+      const b = await writeFixtureShards(s3, { root: 'ds', train: [3, 2], val: [1] });
       const manifest = await readManifest(s3, { root: 'ds' });
       const ds = await ShardDataset.open({ store: s3, manifest, split: 'train', root: 'ds', cacheDir });
       (await ds.rows([4, 0, 2])).forEach((r, k) => same(r, b.rows.train[[4, 0, 2][k]]));

@@ -5,8 +5,8 @@
  * so training loss falls and validation PLCC rises well above 0 within a few dozen steps.
  * (data-prep's generateSynthetic is out of reach of the trainer by the module boundaries.)
  */
-import { Rng, resizeToJpeg, SHARD_FORMAT, writeManifest, writeShard, type Manifest, type ShardInfo, type ShardRow, type Store } from '@smolrate/core';
-import { encodePng } from './tiny-shards.js';
+import { Rng, resizeToJpeg, type Manifest, type ShardRow, type Store } from '@smolrate/core';
+import { encodePng, writeShardSet } from '@smolrate/core/testing';
 
 async function colourJpeg(blue: boolean, shade: number): Promise<Buffer> {
   const side = 16;
@@ -29,14 +29,12 @@ export interface LearnableShardsOptions {
 
 /** Writes the build (shards, then the manifest) under `root` (default '') of `store`. */
 export async function writeLearnableShards(store: Store, o: LearnableShardsOptions): Promise<Manifest> {
-  const root = o.root ?? '';
   const per = o.shardRows ?? 16;
   const images = new Map<string, Buffer>();
-  const splits = { train: [] as ShardInfo[], val: [] as ShardInfo[] };
+  const shards = { train: [] as ShardRow[][], val: [] as ShardRow[][] };
   for (const split of ['train', 'val'] as const) {
     const n = split === 'train' ? o.train : o.val;
     const rng = new Rng(11, split);
-    let rows: ShardRow[] = [];
     for (let i = 0; i < n; i++) {
       const blue = rng.int(2) === 1;
       const good = rng.int(2) === 1;
@@ -45,8 +43,9 @@ export async function writeLearnableShards(store: Store, o: LearnableShardsOptio
       let image = images.get(key);
       if (image === undefined) images.set(key, (image = await colourJpeg(blue, shade)));
       const rating = Math.min(5, Math.max(1, 1.5 + (blue ? 1.5 : 0) + (good ? 1.5 : 0) + (rng.next() - 0.5) * 0.4));
-      rows.push({
-        parent_asin: `${split[0].toUpperCase()}${String(i).padStart(9, '0')}`,
+      if (i % per === 0) shards[split].push([]);
+      shards[split].at(-1)!.push({
+        parent_asin: `${split[0]!.toUpperCase()}${String(i).padStart(9, '0')}`,
         category: 'All_Beauty',
         main_category: 'All Beauty',
         title: `${good ? 'excellent' : 'awful'} item`,
@@ -57,22 +56,7 @@ export async function writeLearnableShards(store: Store, o: LearnableShardsOptio
         image,
         image_url: `https://example.invalid/${split}-${i}.jpg`,
       });
-      if (rows.length === per || i === n - 1) {
-        splits[split].push(await writeShard(store, root, `${split}/shard-${String(splits[split].length).padStart(5, '0')}.parquet`, rows));
-        rows = [];
-      }
     }
   }
-  const total = o.train + o.val;
-  const manifest: Manifest = {
-    format: SHARD_FORMAT,
-    toolVersion: '0.0.0-test',
-    seed: 11,
-    config: { fixture: 'learnable-shards' },
-    inputs: [{ uri: 'file:///synthetic/learnable.jsonl', records: total }],
-    counts: { read: total, kept: total, rejected: { byReason: {} }, perCategory: { All_Beauty: { read: total, kept: total, rejected: 0 } } },
-    splits: { train: { shards: splits.train, rows: o.train }, val: { shards: splits.val, rows: o.val } },
-  };
-  await writeManifest(store, manifest, { root });
-  return manifest;
+  return (await writeShardSet(store, shards, { root: o.root, label: 'learnable-shards', rowGroupSize: per })).manifest;
 }

@@ -1,7 +1,6 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DataError, decodeImage, ShapeError, UsageError } from '@smolrate/core';
@@ -13,6 +12,7 @@ import { normalizePixels } from '../pixels.js';
 import { SmolVLMRegressor } from '../smolvlm.js';
 import { parseItem, pixelsFromNpy, runForward, type ForwardResult } from './forward.js';
 import { runInit } from './init.js';
+import { encodePng } from '@smolrate/core/testing';
 
 const cfg = presetConfig('tiny');
 const S = cfg.regression.imageSize; // 384
@@ -30,25 +30,6 @@ let modelDir: string;
 let itemFile: string;
 let pngFile: string;
 let png: Buffer;
-
-/** A minimal truecolour PNG (filter 0 on every row), built by hand: sharp stays out of this package. */
-function encodePng(width: number, height: number, rgb: Uint8Array): Buffer {
-  const chunk = (type: string, data: Buffer) => {
-    const body = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-    const out = Buffer.alloc(12 + data.length);
-    out.writeUInt32BE(data.length, 0);
-    body.copy(out, 4);
-    out.writeUInt32BE(crc32(body) >>> 0, 8 + data.length);
-    return out;
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0);
-  ihdr.writeUInt32BE(height, 4);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, filter method 0, no interlace
-  const raw = Buffer.alloc(height * (1 + 3 * width));
-  for (let y = 0; y < height; y++) raw.set(rgb.subarray(y * 3 * width, (y + 1) * 3 * width), y * (1 + 3 * width) + 1);
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
-}
 
 /** A deterministic colourful test image. */
 function testImage(size: number): Uint8Array {
