@@ -159,9 +159,12 @@ export const MODEL_GRADIENTS: tf.GradConfig[] = [
           const values = tf.reshape(dy, [...outer, indices.size, ...inner]);
           // Bring the gathered axis to the front: [n, ...outer, ...inner].
           const perm = [outer.length, ...outer.map((_, i) => i), ...inner.map((_, i) => outer.length + 1 + i)];
-          const updates = tf.transpose(values, perm);
+          // Axis 0 (every embedding lookup) needs no transposes; an identity transpose is still a
+          // full copy on wasm — of a vocabulary-sized table here (113 MB for the 256M model).
+          const identity = axis === 0;
+          const updates = identity ? values : tf.transpose(values, perm);
           const scattered = tf.scatterND(tf.reshape(indices, [indices.size, 1]), updates, [x.shape[axis], ...outer, ...inner]);
-          return tf.transpose(scattered, getUndoAxesPermutation(perm));
+          return identity ? scattered : tf.transpose(scattered, getUndoAxesPermutation(perm));
         },
         indices: () => indices,
       };

@@ -201,6 +201,7 @@ export function registerWasmKernels(): string[] {
     changed.push(k.kernelName);
   }
   for (const p of WASM_PATCHES) if (patch(p)) changed.push(p.kernelName);
-  if (patchBatchMatMul()) changed.push('BatchMatMul');
+  // SMOLRATE_WASM_FAST_MATMUL=0 keeps the package's BatchMatMul (an escape hatch and an A/B switch).
+  if (process.env.SMOLRATE_WASM_FAST_MATMUL !== '0' && patchBatchMatMul()) changed.push('BatchMatMul');
   return changed;
 }

@@ -7,7 +7,8 @@
  * loop that runs 10–25× slower. This kernel routes those calls through the fast path:
  *
  *  - transposed operands are first transposed by the backend's Transpose kernel (memory-bound,
- *    a small fraction of the product's cost);
+ *    a small fraction of the product's cost), and a right operand used as-is is copied: XNNPACK
+ *    keeps a packed copy of the right operand for as long as that tensor lives;
  *  - a batched product whose right operand is shared (batch 1) is one 2-D product over the
  *    stacked rows of the left operand;
  *  - any other batched product is computed one 2-D slice at a time, each slice copied into its
@@ -86,9 +87,13 @@ export function fastBatchMatMulConfig(original: KernelConfig): KernelConfig {
       [perm[r - 2], perm[r - 1]] = [perm[r - 1]!, perm[r - 2]!];
       return keep(transpose!({ inputs: { x: t }, backend: wasm, attrs: { perm } }) as TensorInfo);
     };
+    // XNNPACK packs the right operand into an operator cached until that tensor is disposed. The
+    // right operands here are activations and gradients, which tfjs keeps until the end of the
+    // whole backward pass; packing a private copy instead frees the packed copy with the copy.
+    const copyOf = (t: TensorInfo): TensorInfo => keep(keepSlice(wasm, t, 0, t.shape));
     try {
       const aN = attrs.transposeA ? lastTwo(a) : a;
-      const bN = attrs.transposeB ? lastTwo(b) : b;
+      const bN = attrs.transposeB ? lastTwo(b) : plan.batchB === 1 ? copyOf(b) : b;
       const { batchA, batchB, m, k, n } = plan;
       const noTranspose = { transposeA: false, transposeB: false };
 

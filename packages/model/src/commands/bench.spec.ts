@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Rng, UsageError } from '@smolrate/core';
 import { initBackend } from '../backend.js';
 import { imageTokenCount, presetConfig } from '../config.js';
-import { parseBatchList, run, syntheticRow, type BenchReport } from './bench.js';
+import { MemoryBudgetError, MemoryMeter } from '../memory-meter.js';
+import { parseBatchList, profiled, run, syntheticRow, type BenchReport } from './bench.js';
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -114,6 +115,26 @@ describe('syntheticRow', () => {
       expect([row[0], row[1], row[n + 2]]).toEqual([fake, global, fake]);
       expect(row.slice(2, n + 2).every((id) => id === cfg.imageTokenId)).toBe(true);
       expect(row.slice(n + 3).every((id) => id >= 3 && id < global)).toBe(true);
+    }
+  });
+});
+
+describe('profiled', () => {
+  it('passes a kernel\'s out-of-memory error through tf.profile on wasm (not a TypeError, no unhandled rejection)', async () => {
+    await initBackend('wasm');
+    const x = tf.ones([4096]);
+    const meter = MemoryMeter.install({ budget: 1024 })!;
+    try {
+      const err = await profiled(() => tf.tidy(() => tf.add(x, x).dataSync())).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(MemoryBudgetError);
+      // The engine is usable afterwards: profiling is off and the next profile works.
+      meter.budget = undefined;
+      const ok = await profiled(() => tf.tidy(() => tf.add(x, x).dataSync()[0]));
+      expect(ok.result).toBe(2);
+      expect(ok.kernels.map((k) => k.name)).toContain('Add');
+    } finally {
+      meter.uninstall();
+      x.dispose();
     }
   });
 });

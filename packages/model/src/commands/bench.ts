@@ -271,8 +271,20 @@ function kernelShares(kernels: ProfileInfo['kernels'], top = 8): KernelShare[] {
 }
 
 /** Runs `f` under tf.profile; returns its kernel records (a copy: tf.profile reuses one object per engine). */
-async function profiled<T>(f: () => T): Promise<{ result: T; kernels: ProfileInfo['kernels'] }> {
+export async function profiled<T>(f: () => T): Promise<{ result: T; kernels: ProfileInfo['kernels'] }> {
   let result!: T;
+  // The profiler runs each kernel through backend.time(), which the wasm and cpu backends declare
+  // async: a kernel's exception (MemoryBudgetError) would become an unhandled rejection and the
+  // profiler would fail on the missing outputs instead ("reading 'map'"). A synchronous timer
+  // lets the kernel's own error reach the caller.
+  const backend = tf.backend() as unknown as { time?: (g: () => void) => Promise<{ kernelMs: number }> };
+  const ownTime = Object.prototype.hasOwnProperty.call(backend, 'time');
+  const originalTime = backend.time;
+  backend.time = (g) => {
+    const t0 = now();
+    g();
+    return Promise.resolve({ kernelMs: (now() - t0) * 1000 });
+  };
   try {
     const info = await tf.profile(() => {
       result = f();
@@ -284,6 +296,9 @@ async function profiled<T>(f: () => T): Promise<{ result: T; kernels: ProfileInf
     state.profiling = false;
     state.activeProfile.kernels = [];
     throw e;
+  } finally {
+    if (ownTime) backend.time = originalTime;
+    else delete backend.time;
   }
 }
 
