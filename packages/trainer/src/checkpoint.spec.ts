@@ -5,6 +5,7 @@ import { CheckpointError } from '@smolrate/core';
 import { initBackend, loadModelDir, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL } from '@smolrate/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPointer, readTrainerFiles, TRAINER_STATE_FORMAT, verifyCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { readdir } from 'node:fs/promises';
 import { resolveTrainerConfig } from './config.js';
 import { Replica } from './replica.js';
 
@@ -61,5 +62,25 @@ describe('checkpoints', () => {
     await expect(readTrainerFiles(c)).rejects.toThrow(CheckpointError);
     await writeFile(join(dir, 'checkpoints', 'latest'), '../../etc\n');
     await expect(readPointer(dir, 'latest')).rejects.toThrow(/expected "step-<n>"/);
+  });
+
+  it('keeps the K newest step folders plus the best one; pointers always name existing folders', async () => {
+    const run = join(dir, 'prune');
+    const write = (step: number, best: boolean) => writeCheckpoint({ runDir: run, model, tokenizerJson: null, optimizer: Buffer.from([step]), state: state(step), best, keep: 2 });
+    await write(1, true);
+    await write(2, true);
+    await write(3, false);
+    await write(4, false);
+    await write(5, false);
+    const names = async () => (await readdir(join(run, 'checkpoints'))).filter((n) => n.startsWith('step-')).sort();
+    // best (step 2) survives although it is not among the 2 newest; step 1 and step 3 are gone.
+    expect(await names()).toEqual(['step-2', 'step-4', 'step-5']);
+    expect(await readPointer(run, 'best')).toBe(join(run, 'checkpoints', 'step-2'));
+    expect(await readPointer(run, 'latest')).toBe(join(run, 'checkpoints', 'step-5'));
+    await write(6, true); // the new best: step-2 is no longer pinned
+    expect(await names()).toEqual(['step-5', 'step-6']);
+    // keep 0 keeps everything
+    await writeCheckpoint({ runDir: run, model, tokenizerJson: null, optimizer: Buffer.from([7]), state: state(7), best: false, keep: 0 });
+    expect(await names()).toEqual(['step-5', 'step-6', 'step-7']);
   });
 });

@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { CheckpointError, writeFileAtomic, type RngState } from '@smolrate/core';
 import { saveModelDir, type SmolVLMRegressor } from '@smolrate/model';
 import type { EarlyStoppingState } from './early-stopping.js';
@@ -65,6 +65,8 @@ export interface WriteCheckpointOptions {
   state: TrainerState;
   /** Also point `best` here. */
   best: boolean;
+  /** Afterwards keep only this many newest step folders, plus the ones `best` and `latest` name; 0 = all. */
+  keep?: number;
 }
 
 /** Writes `step-<state.step>` completely, then the pointers. Returns the checkpoint folder. */
@@ -89,7 +91,34 @@ export async function writeCheckpoint(o: WriteCheckpointOptions): Promise<string
   }
   await writeFileAtomic(join(root, 'latest'), `${name}\n`);
   if (o.best) await writeFileAtomic(join(root, 'best'), `${name}\n`);
+  if ((o.keep ?? 0) > 0) await pruneCheckpoints(o.runDir, o.keep!);
   return final;
+}
+
+/**
+ * Deletes step folders beyond the `keep` newest, never the ones `best` and `latest` name (so a
+ * run keeps at most keep + 1 checkpoints). Called only after the new pointers are in place, so an
+ * interruption leaves an extra folder, never a pointer to a missing one. Returns the removed names.
+ */
+export async function pruneCheckpoints(runDir: string, keep: number): Promise<string[]> {
+  const root = checkpointsDir(runDir);
+  const steps = (await readdir(root))
+    .map((n) => /^step-(\d+)$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ name: m[0], step: Number(m[1]) }))
+    .sort((a, b) => b.step - a.step);
+  const pinned = new Set<string>();
+  for (const p of ['best', 'latest'] as const) {
+    const dir = await readPointer(runDir, p);
+    if (dir !== null) pinned.add(basename(dir));
+  }
+  const removed: string[] = [];
+  for (const s of steps.slice(keep)) {
+    if (pinned.has(s.name)) continue;
+    await rm(join(root, s.name), { recursive: true, force: true });
+    removed.push(s.name);
+  }
+  return removed;
 }
 
 /** The folder a pointer (`latest` / `best`) names, or null when there is no pointer yet. */

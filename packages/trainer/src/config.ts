@@ -34,6 +34,7 @@ export const TRAINER_CONFIG_SCHEMA = {
   evalBatch: field.int(16, 'validation batch size', { min: 1 }),
   patience: field.int(3, 'early stopping: validations without a val PLCC improvement before stopping', { min: 1 }),
   checkpointEvery: field.int(0, 'checkpoint every K steps (and at every epoch end and the end); 0 = epoch ends only', { min: 0 }),
+  keepCheckpoints: field.int(3, 'step folders kept: the K newest plus the best; 0 = keep all', { min: 0 }),
   hashCheckEvery: field.int(50, 'compare a parameter hash across ranks every K steps (and at the end); 0 = only at the end', { min: 0 }),
   featureCache: field.optionalString('vision-feature cache directory; default <run>/feature-cache (share one between runs of the same backbone)'),
   maxTextLength: field.int(0, 'characters kept per metadata field (the paper: L = 100); 0 = the model config\'s', { min: 0 }),

@@ -257,7 +257,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
       const done = runEnd || interrupted || stoppedEarly;
       if (done || epochEnd || improved || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0)) {
         if (lead) {
-          const dir = await writeCheckpoint({ runDir: cfg.run, model, tokenizerJson, optimizer: optimizer.serialize(), state: state(), best: improved });
+          const dir = await writeCheckpoint({ runDir: cfg.run, model, tokenizerJson, optimizer: optimizer.serialize(), state: state(), best: improved, keep: cfg.keepCheckpoints });
           log.info('checkpoint', { dir, step });
         }
         await c.barrier(`ckpt-${step}`, waitLong);
