@@ -7,7 +7,7 @@ export default [
   ...nx.configs['flat/base'],
   ...nx.configs['flat/typescript'],
   {
-    ignores: ['.tmp/**', '**/dist', '**/node_modules', '**/.nx', '**/*.d.ts', '**/assets/**', '**/fixtures/**', 'out/**', 'runs/**'],
+    ignores: ['.tmp/**', '**/dist', '**/node_modules', '**/.nx', '**/*.d.ts', '**/assets/**', '**/fixtures/**', 'out/**', 'runs/**', 'packages/*/assembly/**'],
   },
   {
     files: ['**/*.ts', '**/*.mjs', '**/*.js'],

@@ -1,7 +1,9 @@
 /**
  * Block-wise 8-bit AdamW (bitsandbytes `AdamW8bit`, Dettmers et al., arXiv 2110.02861), following
- * OPTIM.md's pseudo-code line by line, all arithmetic in float32 (Math.fround after every
- * operation, so results are IEEE float32 and identical on every host — replicas stay bit-identical).
+ * OPTIM.md's pseudo-code line by line, all arithmetic in IEEE float32, so results are identical on
+ * every host — replicas stay bit-identical. The update loops run as a WebAssembly SIMD kernel
+ * (adamw-kernel.ts), byte-identical to the plain-JS float32 loops (Math.fround after every
+ * operation) kept as its reference in tests/adamw-reference.ts.
  *
  * Per parameter (by name) with ≥ `minElements8bit` elements: m as signed dynamic codes, v as
  * unsigned dynamic codes, one float32 absmax each per block of `blockSize` consecutive elements —
@@ -15,7 +17,8 @@
  */
 import { ShapeError } from '@smolrate/core';
 import { checkLr, resolveAdamWHyper, type AdamWHyper, type AdamWOptions } from './adamw-options.js';
-import { dequantize, lookupCode, SIGNED_CODE, UNSIGNED_CODE } from './quant-tables.js';
+import { dequantize, SIGNED_CODE, UNSIGNED_CODE } from './quant-tables.js';
+import { step8bitKernel, stepFp32Kernel, stepScalars, type StepScalars } from './adamw-kernel.js';
 import {
   decodeOptimizerState,
   encodeOptimizerState,
@@ -25,7 +28,6 @@ import {
   type OptimizerStateBuffer,
 } from './optimizer-state-file.js';
 
-const f = Math.fround;
 
 /** Which part of a full tensor a `stepSlice` call holds. */
 export interface TensorSlice {
@@ -59,33 +61,14 @@ interface Q8ParamState extends OptimizerParamMeta {
 
 type ParamState = Fp32ParamState | Q8ParamState;
 
-/** The float32 scalars of one update (OPTIM.md "One step"). */
-interface StepScalars {
-  beta1: number;
-  beta2: number;
-  oneMinusBeta1: number;
-  oneMinusBeta2: number;
-  /** −lr · c2 / c1 */
-  stepSize: number;
-  /** eps · c2 */
-  epsC2: number;
-  /** 1 − lr · weightDecay */
-  decay: number;
-}
-
 export class AdamW8bit {
   private hyper: AdamWHyper;
   private readonly fp32StateFor: (name: string) => boolean;
   private readonly states = new Map<string, ParamState>();
-  /** Per-block scratch for the new m and v (never allocated in the hot loop). */
-  private mScratch: Float32Array;
-  private vScratch: Float32Array;
 
   constructor(opts: AdamWOptions = {}) {
     this.hyper = resolveAdamWHyper(opts);
     this.fp32StateFor = opts.fp32StateFor ?? (() => false);
-    this.mScratch = new Float32Array(this.hyper.blockSize);
-    this.vScratch = new Float32Array(this.hyper.blockSize);
   }
 
   /** Hyper-parameters (a copy); `lr` is the current default learning rate. */
@@ -119,10 +102,15 @@ export class AdamW8bit {
     const st = this.stateFor(name, param.length, slice);
     st.step += 1;
     const sc = this.scalars(st.step, rate);
+    // The wasm kernels (adamw-kernel.ts): bitsandbytes `kOptimizerStatic8bit2StateBlockwise` —
+    // new moments from the codes dequantised with the previous absmax, the new absmax, the
+    // parameter update, then requantisation with the new absmax — or, for fp32 state,
+    // `kOptimizer32bit2State` (the same arithmetic without the quantisation). A non-finite
+    // gradient element zeroes m and v and leaves the parameter untouched (OPTIM.md).
     if (st.kind === '8bit') {
-      step8bit(param, grad, st, this.hyper.blockSize, sc, this.mScratch, this.vScratch);
+      step8bitKernel(param, grad, st, this.hyper.blockSize, sc);
     } else {
-      stepFp32(param, grad, st.m, st.v, sc);
+      stepFp32Kernel(param, grad, st.m, st.v, sc);
     }
   }
 
@@ -201,8 +189,6 @@ export class AdamW8bit {
       );
     }
     this.hyper = hyper;
-    this.mScratch = new Float32Array(hyper.blockSize);
-    this.vScratch = new Float32Array(hyper.blockSize);
     this.states.clear();
     for (const [k, v] of states) this.states.set(k, v);
   }
@@ -278,115 +264,9 @@ export class AdamW8bit {
   }
 
   private scalars(t: number, lr: number): StepScalars {
-    const beta1 = f(this.hyper.betas[0]);
-    const beta2 = f(this.hyper.betas[1]);
-    const lrF = f(lr);
-    const c1 = f(1 - f(Math.pow(beta1, t)));
-    const c2 = f(Math.sqrt(f(1 - f(Math.pow(beta2, t)))));
-    return {
-      beta1,
-      beta2,
-      oneMinusBeta1: f(1 - beta1),
-      oneMinusBeta2: f(1 - beta2),
-      stepSize: f(f(-lrF * c2) / c1),
-      epsC2: f(f(this.hyper.eps) * c2),
-      decay: f(1 - f(lrF * f(this.hyper.weightDecay))),
-    };
+    return stepScalars(t, lr, this.hyper);
   }
+
 }
 
 const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-
-/**
- * The update with fp32 moments (bitsandbytes `kOptimizer32bit2State`, ADAM branch): the same
- * arithmetic as the 8-bit kernel without the quantisation.
- */
-function stepFp32(param: Float32Array, grad: Float32Array, mState: Float32Array, vState: Float32Array, sc: StepScalars): void {
-  const { beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay } = sc;
-  for (let j = 0; j < param.length; j++) {
-    const g = grad[j];
-    if (g - g !== 0) {
-      // NaN or ±Inf: moments reset, parameter untouched (OPTIM.md).
-      mState[j] = 0;
-      vState[j] = 0;
-      continue;
-    }
-    const v = f(f(beta2 * vState[j]) + f(f(oneMinusBeta2 * g) * g));
-    const m = f(f(beta1 * mState[j]) + f(oneMinusBeta1 * g));
-    vState[j] = v;
-    mState[j] = m;
-    const p = f(param[j] + f(stepSize * f(m / f(f(Math.sqrt(v)) + epsC2))));
-    param[j] = f(p * decay);
-  }
-}
-
-/**
- * The 8-bit update (bitsandbytes `kOptimizerStatic8bit2StateBlockwise`), block by block: new
- * moments from the codes dequantised with the previous absmax, the new absmax, the parameter
- * update, then requantisation with the new absmax.
- */
-function step8bit(
-  param: Float32Array,
-  grad: Float32Array,
-  st: Q8ParamState,
-  blockSize: number,
-  sc: StepScalars,
-  mNew: Float32Array,
-  vNew: Float32Array,
-): void {
-  const { beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay } = sc;
-  const { mCodes, vCodes, mAbsmax, vAbsmax } = st;
-  const mTable = SIGNED_CODE.table;
-  const vTable = UNSIGNED_CODE.table;
-  const mMids = SIGNED_CODE.midpoints;
-  const vMids = UNSIGNED_CODE.midpoints;
-  const mBuckets = SIGNED_CODE.bucketStart;
-  const vBuckets = UNSIGNED_CODE.bucketStart;
-  const mZero = SIGNED_CODE.zeroCode;
-  const vZero = UNSIGNED_CODE.zeroCode;
-  const n = param.length;
-  for (let b = 0, start = 0; start < n; b++, start += blockSize) {
-    const len = Math.min(blockSize, n - start);
-    const mScale = mAbsmax[b];
-    const vScale = vAbsmax[b];
-    let mMax = 0;
-    let vMax = 0;
-    for (let i = 0; i < len; i++) {
-      const j = start + i;
-      const g = grad[j];
-      let m = 0;
-      let v = 0;
-      if (g - g === 0) {
-        v = f(f(beta2 * f(vTable[vCodes[j]] * vScale)) + f(f(oneMinusBeta2 * g) * g));
-        m = f(f(beta1 * f(mTable[mCodes[j]] * mScale)) + f(oneMinusBeta1 * g));
-      }
-      mNew[i] = m;
-      vNew[i] = v;
-      const a = Math.abs(m);
-      if (a > mMax) mMax = a;
-      if (v > vMax) vMax = v;
-    }
-    mAbsmax[b] = mMax;
-    vAbsmax[b] = vMax;
-    for (let i = 0; i < len; i++) {
-      const j = start + i;
-      const g = grad[j];
-      const m = mNew[i];
-      const v = vNew[i];
-      if (g - g === 0) {
-        const p = f(param[j] + f(stepSize * f(m / f(f(Math.sqrt(v)) + epsC2))));
-        param[j] = f(p * decay);
-      }
-      if (mMax === 0) {
-        mCodes[j] = mZero;
-      } else {
-        let c = lookupCode(mBuckets, mMids, f(m / mMax));
-        // Keep the sign of m: a tiny negative moment that rounded to the zero code (or any code of
-        // the other sign) moves one code towards its sign (bitsandbytes does the same).
-        if (m < 0 ? c >= mZero : m > 0 && c < mZero) c += m < 0 ? -1 : 1;
-        mCodes[j] = c;
-      }
-      vCodes[j] = vMax === 0 ? vZero : lookupCode(vBuckets, vMids, f(v / vMax));
-    }
-  }
-}
