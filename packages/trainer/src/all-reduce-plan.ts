@@ -47,8 +47,9 @@ export function planAllReduce(length: number, worldSize: number, chunkBytes: num
 }
 
 /**
- * out = fl(Σ parts[k] in order k = 0..N−1) / N, element-wise, in float32 (see the file comment).
- * `out` may be `parts[0]` but no other part (it is overwritten before they are added).
+ * out = fl(Σ parts[k] in order k = 0..N−1) / N, element-wise, in float32 (see the file comment),
+ * in one pass: each element is read from every part before it is written, so `out` may be any of
+ * the parts.
  */
 export function meanInRankOrder(parts: readonly Float32Array[], out: Float32Array): Float32Array {
   const n = parts.length;
@@ -58,11 +59,24 @@ export function meanInRankOrder(parts: readonly Float32Array[], out: Float32Arra
       throw new CollectiveError(`allReduceMean: part ${k} has ${parts[k].length} elements, expected ${len}`);
     }
   }
-  if (parts[0] !== out) out.set(parts[0]);
-  for (let k = 1; k < n; k++) {
-    const p = parts[k];
-    for (let i = 0; i < len; i++) out[i] += p[i];
+  const f = Math.fround;
+  if (n === 1) {
+    if (parts[0] !== out) out.set(parts[0]);
+  } else if (n === 2) {
+    const [a, b] = parts;
+    for (let i = 0; i < len; i++) out[i] = f(a[i] + b[i]) / 2;
+  } else if (n === 3) {
+    const [a, b, c] = parts;
+    for (let i = 0; i < len; i++) out[i] = f(f(a[i] + b[i]) + c[i]) / 3;
+  } else if (n === 4) {
+    const [a, b, c, d] = parts;
+    for (let i = 0; i < len; i++) out[i] = f(f(f(a[i] + b[i]) + c[i]) + d[i]) / 4;
+  } else {
+    for (let i = 0; i < len; i++) {
+      let acc = parts[0][i];
+      for (let k = 1; k < n; k++) acc = f(acc + parts[k][i]);
+      out[i] = acc / n;
+    }
   }
-  if (n !== 1) for (let i = 0; i < len; i++) out[i] /= n;
   return out;
 }

@@ -12,17 +12,22 @@ afterAll(async () => {
 });
 
 describe('runAllReduceBench', () => {
-  it('runs workers that check their all-reduce result and reports nccl-style and raw bandwidths', async () => {
+  it('runs workers that check their all-reduce result on both data planes and report nccl-style and raw TCP / Redis bandwidths', async () => {
     const r = await runAllReduceBench({ workers: 2, mb: 1, iters: 2, chunkBytes: 256 * 1024, redisUrl: process.env.REDIS_URL });
     expect(r).toMatchObject({ workers: 2, bytes: 1024 * 1024, iters: 2, chunkBytes: 256 * 1024 });
-    expect(r.allReduce.seconds).toHaveLength(2);
-    expect(r.raw.seconds).toHaveLength(2);
-    expect(r.allReduce.algbwGBps).toBeCloseTo(r.bytes / r.allReduce.meanSeconds / 1e9, 9);
-    expect(r.allReduce.busbwGBps).toBeCloseTo(r.allReduce.algbwGBps * 1, 9); // 2(N−1)/N = 1 for N = 2
-    expect(r.raw.bytesPerWorker).toBe(1024 * 1024);
-    expect(r.ratio).toBeCloseTo(r.allReduce.busbwGBps / r.raw.bwGBps, 9);
-    expect(r.ratio).toBeGreaterThan(0);
-    expect(formatAllReduceBench(r)).toMatch(/algbw = [\d.]+ GB\/s {3}busbw = [\d.]+ GB\/s[\s\S]*busbw \/ raw = [\d.]+/);
+    for (const f of [r.tcp, r.redisPlane]) {
+      expect(f.seconds).toHaveLength(2);
+      expect(f.algbwGBps).toBeCloseTo(r.bytes / f.meanSeconds / 1e9, 9);
+      expect(f.busbwGBps).toBeCloseTo(f.algbwGBps * 1, 9); // 2(N−1)/N = 1 for N = 2
+    }
+    for (const f of [r.rawTcp, r.rawRedis]) {
+      expect(f.seconds).toHaveLength(2);
+      expect(f.bytesPerWorker).toBe(1024 * 1024);
+    }
+    expect(r.ratios.tcpToRawTcp).toBeCloseTo(r.tcp.busbwGBps / r.rawTcp.bwGBps, 9);
+    expect(r.ratios.redisToRawRedis).toBeCloseTo(r.redisPlane.busbwGBps / r.rawRedis.bwGBps, 9);
+    expect(r.ratios.tcpToRedis).toBeGreaterThan(0);
+    expect(formatAllReduceBench(r)).toMatch(/allReduceMean tcp[\s\S]*busbw [\d.]+ GB\/s[\s\S]*raw TCP sockets[\s\S]*tcp busbw \/ raw TCP = [\d.]+/);
     expect(await redis.keys(`smolrate:${r.runId}:*`)).toEqual([]);
   });
 

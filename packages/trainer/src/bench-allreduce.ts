@@ -1,15 +1,17 @@
 /**
- * All-reduce benchmark (OPTIM.md, "Data-parallel all-reduce"). `workers` processes rendezvous
- * through Redis and time `allReduceMean` of an S-byte float32 buffer (warm-up excluded), reported
- * as nccl-tests does: algbw = S / t, busbw = algbw · 2(N−1)/N. In the same run and against the
- * same Redis, each worker then measures the raw bandwidth of the same traffic: it SETs and then
- * GETs its 2(N−1)/N · S bytes with the same chunk size and pipelining (all workers at once, as
- * in the all-reduce). busbw / raw says how much of what Redis can move the collective achieves.
+ * All-reduce benchmark (docs/training.md, "The collective"). `workers` processes rendezvous
+ * through Redis and time `allReduceMean` of an S-byte float32 buffer (warm-up excluded) over the
+ * tcp data plane and then the redis one, reported as nccl-tests does: algbw = S / t,
+ * busbw = algbw · 2(N−1)/N. In the same run each worker then measures the raw bandwidth of the
+ * same traffic, all workers at once: its 2(N−1)/N · S bytes over plain TCP sockets to its peers
+ * (and as many received), and SET then GET through the same Redis with the same chunks.
+ * busbw / raw says how much of what the transport can move each data plane achieves.
  *
  * t is the slowest rank's time of an iteration (each iteration starts at a barrier), averaged
  * over the iterations. GB/s are 10⁹ bytes per second.
  */
 import { spawn } from 'node:child_process';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -48,6 +50,22 @@ export interface AllReduceBenchOptions {
   onWorkerStderr?: (rank: number, text: string) => void;
 }
 
+export interface BandwidthFigures {
+  seconds: number[];
+  meanSeconds: number;
+}
+
+export interface AllReduceFigures extends BandwidthFigures {
+  algbwGBps: number;
+  busbwGBps: number;
+}
+
+export interface RawFigures extends BandwidthFigures {
+  /** Bytes each worker sends (and receives): 2(N−1)/N · S, as in the all-reduce. */
+  bytesPerWorker: number;
+  bwGBps: number;
+}
+
 export interface AllReduceBenchResult {
   /** The run id the workers used (their keys lived under `smolrate:{runId}:`). */
   runId: string;
@@ -57,11 +75,16 @@ export interface AllReduceBenchResult {
   iters: number;
   chunkBytes: number;
   redis: string;
-  allReduce: { seconds: number[]; meanSeconds: number; algbwGBps: number; busbwGBps: number };
-  /** Each worker SETs then GETs `bytesPerWorker` = 2(N−1)/N · S. */
-  raw: { bytesPerWorker: number; seconds: number[]; meanSeconds: number; bwGBps: number };
-  /** busbw / raw bandwidth. */
-  ratio: number;
+  /** allReduceMean over the TCP data plane (direct connections between the workers). */
+  tcp: AllReduceFigures;
+  /** allReduceMean over the Redis data plane. */
+  redisPlane: AllReduceFigures;
+  /** The same traffic over plain TCP sockets between the workers: every worker at once. */
+  rawTcp: RawFigures;
+  /** Each worker SETs then GETs its 2(N−1)/N · S bytes, same chunks, all at once. */
+  rawRedis: RawFigures;
+  /** busbw / raw bandwidth of each path, and the speed-up of tcp over redis. */
+  ratios: { tcpToRawTcp: number; redisToRawRedis: number; tcpToRedis: number };
 }
 
 interface WorkerParams {
@@ -71,8 +94,10 @@ interface WorkerParams {
 }
 
 interface WorkerReport {
-  allReduce: number[];
-  raw: number[];
+  tcp: number[];
+  redis: number[];
+  rawTcp: number[];
+  rawRedis: number[];
 }
 
 const RESULT_PREFIX = 'BENCH_RESULT ';
@@ -152,13 +177,21 @@ export async function runAllReduceBench(opts: AllReduceBenchOptions = {}): Promi
     const reports = JSON.parse(resultLine) as WorkerReport[];
 
     const slowest = (k: keyof WorkerReport) => [...Array(iters).keys()].map((i) => Math.max(...reports.map((r) => r[k][i])));
-    const arSeconds = slowest('allReduce');
-    const rawSeconds = slowest('raw');
     const n = workers;
-    const algbw = bytes / mean(arSeconds) / 1e9;
-    const busbw = (algbw * 2 * (n - 1)) / n;
+    const reduce = (k: 'tcp' | 'redis'): AllReduceFigures => {
+      const seconds = slowest(k);
+      const algbw = bytes / mean(seconds) / 1e9;
+      return { seconds, meanSeconds: mean(seconds), algbwGBps: algbw, busbwGBps: (algbw * 2 * (n - 1)) / n };
+    };
     const rawBytes = Math.round((2 * (n - 1) * bytes) / n);
-    const rawBw = rawBytes / mean(rawSeconds) / 1e9;
+    const raw = (k: 'rawTcp' | 'rawRedis'): RawFigures => {
+      const seconds = slowest(k);
+      return { bytesPerWorker: rawBytes, seconds, meanSeconds: mean(seconds), bwGBps: rawBytes / mean(seconds) / 1e9 };
+    };
+    const tcp = reduce('tcp');
+    const redisPlane = reduce('redis');
+    const rawTcp = raw('rawTcp');
+    const rawRedis = raw('rawRedis');
     return {
       runId,
       workers,
@@ -166,9 +199,11 @@ export async function runAllReduceBench(opts: AllReduceBenchOptions = {}): Promi
       iters,
       chunkBytes,
       redis: redactUrl(url),
-      allReduce: { seconds: arSeconds, meanSeconds: mean(arSeconds), algbwGBps: algbw, busbwGBps: busbw },
-      raw: { bytesPerWorker: rawBytes, seconds: rawSeconds, meanSeconds: mean(rawSeconds), bwGBps: rawBw },
-      ratio: busbw / rawBw,
+      tcp,
+      redisPlane,
+      rawTcp,
+      rawRedis,
+      ratios: { tcpToRawTcp: tcp.busbwGBps / rawTcp.bwGBps, redisToRawRedis: redisPlane.busbwGBps / rawRedis.bwGBps, tcpToRedis: tcp.busbwGBps / redisPlane.busbwGBps },
     };
   } finally {
     await owned?.stop();
@@ -178,14 +213,108 @@ export async function runAllReduceBench(opts: AllReduceBenchOptions = {}): Promi
 export function formatAllReduceBench(r: AllReduceBenchResult): string {
   const ms = (s: number) => `${(s * 1e3).toFixed(1)} ms`;
   const mib = (b: number) => `${(b / MIB).toFixed(b % MIB === 0 ? 0 : 2)} MiB`;
+  const row = (label: string, f: AllReduceFigures) =>
+    `  ${label.padEnd(22)} t = ${ms(f.meanSeconds).padStart(9)}   algbw ${f.algbwGBps.toFixed(3)} GB/s   busbw ${f.busbwGBps.toFixed(3)} GB/s`;
+  const rawRow = (label: string, f: RawFigures) => `  ${label.padEnd(22)} t = ${ms(f.meanSeconds).padStart(9)}   bw ${f.bwGBps.toFixed(3)} GB/s`;
   return [
-    `all-reduce (mean, float32) of ${mib(r.bytes)} over ${r.workers} workers through Redis ${r.redis}; chunks of ${mib(r.chunkBytes)}; ${r.iters} iterations after 1 warm-up`,
-    `  allReduceMean   t = ${ms(r.allReduce.meanSeconds)}  (per iteration: ${r.allReduce.seconds.map(ms).join(', ')})`,
-    `                  algbw = ${r.allReduce.algbwGBps.toFixed(3)} GB/s   busbw = ${r.allReduce.busbwGBps.toFixed(3)} GB/s`,
-    `  raw Redis       each worker SET + GET of ${mib(r.raw.bytesPerWorker)} (2(N-1)/N · S), same chunks and pipelining`,
-    `                  t = ${ms(r.raw.meanSeconds)}  (per iteration: ${r.raw.seconds.map(ms).join(', ')})   bw = ${r.raw.bwGBps.toFixed(3)} GB/s`,
-    `  busbw / raw = ${r.ratio.toFixed(2)}`,
+    `all-reduce (mean, float32) of ${mib(r.bytes)} over ${r.workers} workers; buckets/chunks of ${mib(r.chunkBytes)}; ${r.iters} iterations after 1 warm-up; Redis ${r.redis}`,
+    row('allReduceMean tcp', r.tcp),
+    row('allReduceMean redis', r.redisPlane),
+    `  raw traffic: each worker sends and receives ${mib(r.rawTcp.bytesPerWorker)} (2(N-1)/N · S) at the same time as the others`,
+    rawRow('raw TCP sockets', r.rawTcp),
+    rawRow('raw Redis SET + GET', r.rawRedis),
+    `  tcp busbw / raw TCP = ${r.ratios.tcpToRawTcp.toFixed(2)}   redis busbw / raw Redis = ${r.ratios.redisToRawRedis.toFixed(2)}   tcp / redis = ${r.ratios.tcpToRedis.toFixed(1)}x`,
   ].join('\n');
+}
+
+/**
+ * Plain TCP between the workers, the way the tcp data plane uses it: each worker dials every peer
+ * and reads that connection into one reused buffer (`onread`); each writes to the connections it
+ * accepted. Every worker sends `perPeer` bytes to each peer and receives as much, all at once.
+ */
+async function rawTcpRounds(c: RedisCollective, perPeer: number, chunkBytes: number, rounds: number): Promise<number[]> {
+  const n = c.worldSize;
+  const r = c.rank;
+  const server = createServer({ noDelay: true });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  const port = (server.address() as { port: number }).port;
+  const ports = await c.allGatherJson(port, 'raw-ports');
+  const out: Socket[] = [];
+  const accepted = new Promise<void>((resolve) => {
+    server.on('connection', (s) => {
+      s.setNoDelay(true);
+      out.push(s);
+      if (out.length === n - 1) resolve();
+    });
+  });
+  let received = 0;
+  let wake: (() => void) | null = null;
+  const rx: Socket[] = [];
+  for (let s = 0; s < n; s++) {
+    if (s === r) continue;
+    const sock = createConnection({
+      host: '127.0.0.1',
+      port: ports[s],
+      noDelay: true,
+      onread: {
+        buffer: Buffer.allocUnsafe(1 << 20),
+        callback: (bytes: number): boolean => {
+          received += bytes;
+          wake?.();
+          return true;
+        },
+      },
+    });
+    await new Promise<void>((resolve, reject) => sock.once('connect', resolve).once('error', reject));
+    rx.push(sock);
+  }
+  await accepted;
+  await c.barrier('raw-connected');
+  const payload = Buffer.alloc(Math.min(chunkBytes, perPeer), 1);
+  const times: number[] = [];
+  try {
+    for (let it = 0; it < rounds; it++) {
+      await c.barrier(`raw-tcp-${it}`);
+      const target = perPeer * (n - 1) * (it + 1); // cumulative: a fast peer's bytes may arrive before this line
+      const t0 = performance.now();
+      const sent: Promise<void>[] = [];
+      for (let off = 0; off < perPeer; off += payload.length) {
+        const len = Math.min(payload.length, perPeer - off);
+        for (const s of out) sent.push(new Promise<void>((resolve) => s.write(payload.subarray(0, len), () => resolve())));
+      }
+      await Promise.all(sent);
+      while (received < target) await new Promise<void>((resolve) => (wake = resolve));
+      wake = null;
+      times.push((performance.now() - t0) / 1e3);
+    }
+  } finally {
+    for (const s of [...out, ...rx]) s.destroy();
+    server.close();
+  }
+  return times;
+}
+
+/** Times `iters` all-reduces (after a checked warm-up), each started at a barrier. */
+async function timeAllReduce(c: RedisCollective, data: Float32Array, fill: () => void, iters: number): Promise<number[]> {
+  const n = c.worldSize;
+  fill();
+  await c.barrier('warm-up');
+  await c.allReduceMean(data, 'warm-up');
+  // Small integers: the mean j + (N−1)/2 is exact, so the warm-up result can be checked.
+  for (let i = 0; i < data.length; i++) {
+    if (data[i] !== (i & 7) + (n - 1) / 2) {
+      throw new CollectiveError(`bench: wrong all-reduce result at ${i}: ${data[i]}, expected ${(i & 7) + (n - 1) / 2}`);
+    }
+  }
+  const out: number[] = [];
+  for (let it = 0; it < iters; it++) {
+    fill();
+    await c.barrier(`all-reduce-${it}`);
+    const t0 = performance.now();
+    await c.allReduceMean(data, 'bench');
+    out.push((performance.now() - t0) / 1e3);
+  }
+  return out;
 }
 
 /** One worker of the benchmark (the child entry; environment as set by runAllReduceBench). */
@@ -195,72 +324,61 @@ export async function runAllReduceBenchWorker(env: NodeJS.ProcessEnv = process.e
   const url = env.REDIS_URL!;
   const runId = env.SMOLRATE_RUN_ID!;
   const p = JSON.parse(env.SMOLRATE_BENCH ?? '{}') as WorkerParams;
-  const c = await RedisCollective.connect({
+  const base = {
     url,
-    runId,
     rank,
     worldSize,
     chunkBytes: p.chunkBytes,
     timeoutMs: 120_000,
     rendezvousTimeoutMs: 300_000, // workers start slowly on a loaded machine
-  });
+  };
+  const tcp = await RedisCollective.connect({ ...base, runId, dataPlane: 'tcp' });
+  const red = await RedisCollective.connect({ ...base, runId: `${runId}-redis`, dataPlane: 'redis' });
   const raw = [createRedis(url), createRedis(url)];
   try {
     const data = new Float32Array(p.bytes / 4);
-    // Small integers: the mean j + (N−1)/2 is exact, so the warm-up result can be checked.
     const fill = () => {
       for (let i = 0; i < data.length; i++) data[i] = rank + (i & 7);
     };
-    fill();
-    await c.barrier('warm-up');
-    await c.allReduceMean(data, 'warm-up');
-    for (let i = 0; i < data.length; i++) {
-      if (data[i] !== (i & 7) + (worldSize - 1) / 2) {
-        throw new CollectiveError(`bench: wrong all-reduce result at ${i}: ${data[i]}, expected ${(i & 7) + (worldSize - 1) / 2}`);
-      }
-    }
-    const report: WorkerReport = { allReduce: [], raw: [] };
-    for (let it = 0; it < p.iters; it++) {
-      fill();
-      await c.barrier(`all-reduce-${it}`);
-      const t0 = performance.now();
-      await c.allReduceMean(data, 'bench');
-      report.allReduce.push((performance.now() - t0) / 1e3);
-    }
+    const report: WorkerReport = { tcp: [], redis: [], rawTcp: [], rawRedis: [] };
+    report.tcp = await timeAllReduce(tcp, data, fill, p.iters);
+    report.redis = await timeAllReduce(red, data, fill, p.iters);
 
-    // Raw: the bytes an all-reduce worker sends (and receives), SET then GET, chunked and pipelined.
+    // Raw: the bytes an all-reduce worker sends (and receives).
     const rawBytes = Math.round((2 * (worldSize - 1) * p.bytes) / worldSize);
+    report.rawTcp = (await rawTcpRounds(tcp, Math.round(rawBytes / (worldSize - 1)), p.chunkBytes, p.iters + 1)).slice(1);
     const payload = Buffer.alloc(rawBytes);
     payload.set(new Uint8Array(data.buffer, 0, Math.min(rawBytes, data.byteLength)));
     const chunks = Math.ceil(rawBytes / p.chunkBytes);
     const keys = [...Array(chunks).keys()].map((k) => `${runPrefix(runId)}bench-raw:${rank}:${k}`);
     for (let it = 0; it <= p.iters; it++) {
-      await c.barrier(`raw-${it}`);
+      await tcp.barrier(`raw-${it}`);
       const t0 = performance.now();
       await Promise.all(keys.map((key, k) => raw[0].set(key, payload.subarray(k * p.chunkBytes, (k + 1) * p.chunkBytes), 'PX', 600_000)));
       const got = await Promise.all(keys.map((key) => raw[1].getBuffer(key)));
       const dt = (performance.now() - t0) / 1e3;
       if (got.reduce((s, b) => s + (b?.byteLength ?? 0), 0) !== rawBytes) throw new CollectiveError('bench: raw GET returned the wrong size');
       await raw[0].unlink(...keys);
-      if (it > 0) report.raw.push(dt); // the first round is the warm-up
+      if (it > 0) report.rawRedis.push(dt); // the first round is the warm-up
     }
 
-    const all = await c.allGatherJson(report, 'reports');
+    const all = await tcp.allGatherJson(report, 'reports');
     if (rank === 0) process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(all)}\n`);
   } finally {
-    await c.close();
+    await tcp.close();
+    await red.close();
     await Promise.all(raw.map((r) => r.quit().catch(() => r.disconnect())));
   }
 }
 
 export const benchAllReduceCommand: CommandSpec = {
-  summary: 'measure allReduceMean bandwidth through Redis against the raw Redis bandwidth',
+  summary: 'allReduceMean bandwidth of the tcp and redis data planes next to raw TCP and raw Redis bandwidth',
   usage: [
     'options:',
     '  --workers N      worker processes (default 4)',
     '  --mb N           buffer size in MiB (default 64)',
     '  --iters N        timed iterations after one warm-up (default 5)',
-    '  --chunk-mib N    bytes per Redis value, in MiB (default 8, at most 32)',
+    '  --chunk-mib N    bucket / Redis value size, in MiB (default 8, at most 32)',
     '  --redis URL      Redis to use (default: REDIS_URL, else a private redis-server)',
     '  --json           print the result as JSON',
   ].join('\n'),

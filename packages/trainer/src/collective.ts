@@ -10,7 +10,8 @@
  * the launcher restarts all workers from the latest checkpoint.
  */
 import { CollectiveError } from '@smolrate/core';
-import { checkRoot, jsonRoundTrip } from './collective-checks.js';
+import { checkBounds, checkRoot, jsonRoundTrip } from './collective-checks.js';
+import { roundToBf16InPlace, type GradDtype, type Watermark } from './grad-transport.js';
 
 /** Per-call options. */
 export interface CollectiveCallOptions {
@@ -19,6 +20,14 @@ export interface CollectiveCallOptions {
    * `timeoutMs` — e.g. a rank waiting in `broadcastJson` while rank 0 evaluates for minutes.
    */
   timeoutMs?: number;
+}
+
+/** Options of the reducing calls. */
+export interface ReduceCallOptions extends CollectiveCallOptions {
+  /** Wire type of the contributions (grad-transport.ts); the sum is float32 either way. Default f32. */
+  dtype?: GradDtype;
+  /** When given, parts of `data` may be sent only once the watermark has passed them (bucketing). */
+  ready?: Watermark;
 }
 
 export interface Collective {
@@ -38,7 +47,17 @@ export interface Collective {
    * accumulated in float32 in rank order 0..N−1 and then divided by N, so the result is the
    * same bytes on every rank and in every run. All ranks must pass the same length.
    */
-  allReduceMean(data: Float32Array, tag?: string, options?: CollectiveCallOptions): Promise<Float32Array>;
+  allReduceMean(data: Float32Array, tag?: string, options?: ReduceCallOptions): Promise<Float32Array>;
+  /**
+   * Reduce-scatter of the mean (ZeRO-1): `bounds` (N + 1 non-decreasing offsets from 0 to
+   * data.length, the same on every rank) cut `data` into segments; rank s ends with segment s of
+   * the mean (the same bytes `allReduceMean` gives there). The rest of `data` is unspecified.
+   */
+  reduceScatterMean(data: Float32Array, bounds: readonly number[], tag: string, options?: ReduceCallOptions): Promise<Float32Array>;
+  /** All-gather: segment s of `data` (as cut by `bounds`) is copied from rank s to every rank, in place. */
+  allGather(data: Float32Array, bounds: readonly number[], tag: string, options?: CollectiveCallOptions): Promise<Float32Array>;
+  /** Every rank's bytes, indexed by rank, on `root`; null on the other ranks. */
+  gather(data: Uint8Array, root: number, tag: string, options?: CollectiveCallOptions): Promise<Uint8Array[] | null>;
   /** Every rank's value (JSON round trip), indexed by rank. */
   allGatherJson<T>(value: T, tag: string, options?: CollectiveCallOptions): Promise<T[]>;
   /** Leaves the collective and releases its resources. Idempotent. */
@@ -75,9 +94,33 @@ export class LocalCollective implements Collective {
     return jsonRoundTrip(value, what);
   }
 
-  async allReduceMean(data: Float32Array, tag = 'allReduceMean'): Promise<Float32Array> {
+  async allReduceMean(data: Float32Array, tag = 'allReduceMean', options?: ReduceCallOptions): Promise<Float32Array> {
     this.check(`allReduceMean '${tag}'`);
-    return data; // the mean of one contribution is itself (x / 1 is exact, NaN stays NaN)
+    if (options?.ready) await options.ready.reached(data.length);
+    // The mean of one contribution is itself (x / 1 is exact, NaN stays NaN), after the wire rounding.
+    return options?.dtype === 'bf16' ? roundToBf16InPlace(data) : data;
+  }
+
+  async reduceScatterMean(data: Float32Array, bounds: readonly number[], tag: string, options?: ReduceCallOptions): Promise<Float32Array> {
+    const what = `reduceScatterMean '${tag}'`;
+    this.check(what);
+    checkBounds(bounds, 1, data.length, what);
+    if (options?.ready) await options.ready.reached(data.length);
+    return options?.dtype === 'bf16' ? roundToBf16InPlace(data) : data;
+  }
+
+  async allGather(data: Float32Array, bounds: readonly number[], tag: string): Promise<Float32Array> {
+    const what = `allGather '${tag}'`;
+    this.check(what);
+    checkBounds(bounds, 1, data.length, what);
+    return data;
+  }
+
+  async gather(data: Uint8Array, root: number, tag: string): Promise<Uint8Array[]> {
+    const what = `gather '${tag}'`;
+    this.check(what);
+    checkRoot(root, 1, what);
+    return [data];
   }
 
   async allGatherJson<T>(value: T, tag: string): Promise<T[]> {

@@ -4,6 +4,7 @@
  */
 import { ConfigError, parseRedisUrl, silentLogger, type Logger } from '@smolrate/core';
 import { isValidRunId } from './collective-keys.js';
+import { parsePortRange } from './peer-mesh.js';
 
 const MIB = 1024 * 1024;
 /** Redis limits a value to 512 MB; OPTIM.md recommends 4–32 MiB chunks. */
@@ -28,9 +29,23 @@ export interface RedisCollectiveOptions {
   deadAfterMs?: number;
   /** Bytes per Redis value of the all-reduce and broadcast. Default 8 MiB; a multiple of 4, ≤ 32 MiB. */
   chunkBytes?: number;
+  /**
+   * Where the all-reduce, all-gather and gather data travel: 'tcp' (default) over direct
+   * connections between the ranks (peer-mesh.ts), 'redis' through Redis values. Rendezvous,
+   * heartbeats, barriers and small messages always go through Redis.
+   */
+  dataPlane?: DataPlane;
+  /** tcp: address to bind. Default 127.0.0.1; 0.0.0.0 for ranks on several hosts. */
+  host?: string;
+  /** tcp: "0" (ephemeral, default), a port, or a range "29500-29599". */
+  port?: string;
+  /** tcp: address the peers dial. Default: `host`, or the first external IPv4 with 0.0.0.0. */
+  advertise?: string;
   /** Diagnostics (rendezvous, stale generations). Default: silent. */
   log?: Logger;
 }
+
+export type DataPlane = 'tcp' | 'redis';
 
 export interface ResolvedCollectiveOptions {
   url: string;
@@ -42,6 +57,10 @@ export interface ResolvedCollectiveOptions {
   heartbeatMs: number;
   deadAfterMs: number;
   chunkBytes: number;
+  dataPlane: DataPlane;
+  host: string;
+  port: string;
+  advertise: string;
   log: Logger;
 }
 
@@ -78,5 +97,12 @@ export function resolveCollectiveOptions(o: RedisCollectiveOptions): ResolvedCol
   const chunkBytes = integer('chunkBytes', o.chunkBytes ?? COLLECTIVE_DEFAULTS.chunkBytes, 4, MAX_CHUNK_BYTES);
   if (chunkBytes % 4 !== 0) throw new ConfigError(`collective: chunkBytes must be a multiple of 4, got ${chunkBytes}`);
   const rendezvousTimeoutMs = integer('rendezvousTimeoutMs', o.rendezvousTimeoutMs ?? timeoutMs, 1, 2 ** 31 - 1);
-  return { url: o.url, runId: o.runId, rank, worldSize, timeoutMs, rendezvousTimeoutMs, heartbeatMs, deadAfterMs, chunkBytes, log: o.log ?? silentLogger };
+  const dataPlane = o.dataPlane ?? 'tcp';
+  if (dataPlane !== 'tcp' && dataPlane !== 'redis') throw new ConfigError(`collective: dataPlane must be 'tcp' or 'redis', got ${JSON.stringify(dataPlane)}`);
+  const port = o.port ?? '0';
+  parsePortRange(port);
+  return {
+    url: o.url, runId: o.runId, rank, worldSize, timeoutMs, rendezvousTimeoutMs, heartbeatMs, deadAfterMs, chunkBytes,
+    dataPlane, host: o.host ?? '127.0.0.1', port, advertise: o.advertise ?? '', log: o.log ?? silentLogger,
+  };
 }

@@ -15,7 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CollectiveError, ConfigError, createRedis } from '@smolrate/core';
 import { RedisCollective } from './redis-collective.js';
 import type { RedisCollectiveOptions } from './redis-collective-options.js';
-import { payload, rankArray, rankOrderMean, sha256 } from '../tests/collective-fixtures.js';
+import { bf16Round, payload, rankArray, rankOrderMean, sha256, unevenBounds } from '../tests/collective-fixtures.js';
 import type { Scenario } from '../tests/collective-child.js';
 
 const tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -113,14 +113,16 @@ afterAll(async () => {
   await redis.quit();
 });
 
-describe('RedisCollective, one process per rank', () => {
-  it('allReduceMean equals the rank-order float32 mean, byte-identical on every rank; barrier, broadcast, allGather; no key left', async () => {
+const PLANES = ['tcp', 'redis'] as const;
+
+describe.each(PLANES)('RedisCollective, one process per rank, %s data plane', (dataPlane) => {
+  it('allReduceMean equals the rank-order float32 mean, byte-identical on every rank; reduce-scatter, all-gather, bf16, gather; barrier, broadcast, allGather; no key left', async () => {
     const runId = newRunId();
     const seed = 7;
     const chunkBytes = 256 * 1024; // 65 536 floats: the 1e6+3 case uses 6 chunks per segment
     const lengths = [0, 1, 7, 3 * 65_536, 3 * 65_536 + 1, 1_000_003];
     const broadcastBytes = 600_000; // 3 chunks
-    const scenario: Scenario = { kind: 'full', seed, lengths, broadcastBytes, options: { ...FAST, chunkBytes } };
+    const scenario: Scenario = { kind: 'full', seed, lengths, broadcastBytes, options: { ...FAST, chunkBytes, dataPlane } };
     const ranks = [0, 1, 2].map((r) => spawnRank(runId, r, 3, scenario));
     const exits = await Promise.all(ranks.map((r) => r.exit));
     ranks.forEach((r, i) => expect(exits[i], r.stderr() + JSON.stringify(r.events)).toEqual({ code: 0, signal: null }));
@@ -132,7 +134,20 @@ describe('RedisCollective, one process per rank', () => {
         const e = r.events.find((x) => x.event === 'allReduceMean' && x.length === n)!;
         expect(e, `rank ${r.events[0]?.rank} length ${n}`).toMatchObject({ sha: expected, inPlace: true });
       }
+      const mean = rankOrderMean(parts);
+      const bounds = unevenBounds(n, 3);
+      const meanBf16 = bf16Round(rankOrderMean(parts.map(bf16Round)));
+      ranks.forEach((r, rank) => {
+        const rs = r.events.find((x) => x.event === 'reduceScatterMean' && x.length === n)!;
+        expect(rs.sha, `reduce-scatter rank ${rank} length ${n}`).toBe(sha256(mean.subarray(bounds[rank], bounds[rank + 1])));
+        expect(r.events.find((x) => x.event === 'allGather' && x.length === n)!.sha).toBe(expected);
+        expect(r.events.find((x) => x.event === 'allReduceMeanBf16' && x.length === n)!.sha, `bf16 length ${n}`).toBe(sha256(meanBf16));
+      });
     }
+    ranks.forEach((r, rank) => {
+      const blobs = [0, 1, 2].map((k) => sha256(payload(seed + k, 1000 * k + 3)));
+      expect(r.events.find((x) => x.event === 'gather')!.shas).toEqual(rank === 1 ? blobs : null);
+    });
     const bsha = sha256(payload(seed, broadcastBytes));
     for (const r of ranks) {
       expect(r.events.find((x) => x.event === 'broadcast')).toMatchObject({ bytes: broadcastBytes, sha: bsha });
@@ -185,7 +200,7 @@ describe('RedisCollective, one process per rank', () => {
 
   it('a SIGKILLed peer makes the others fail with a CollectiveError naming it, within deadAfterMs + heartbeatMs', async () => {
     const runId = newRunId();
-    const scenario: Scenario = { kind: 'dead', victim: 2, length: 200_000, options: FAST };
+    const scenario: Scenario = { kind: 'dead', victim: 2, length: 200_000, options: { ...FAST, dataPlane } };
     const ranks = [0, 1, 2].map((r) => spawnRank(runId, r, 3, scenario));
     await Promise.all([ranks[0].waitFor('waiting'), ranks[1].waitFor('waiting'), ranks[2].waitFor('idle')]);
     await new Promise((r) => setTimeout(r, 300)); // both survivors are blocked in the all-reduce now
@@ -195,16 +210,46 @@ describe('RedisCollective, one process per rank', () => {
     for (const e of errors) {
       expect(e.code).toBe('COLLECTIVE');
       expect(e.name).toBe('CollectiveError');
-      expect(e.message).toMatch(/rank 2 is dead \(no heartbeat for \d+ ms\)/);
       const after = (e.t as number) - tKill;
-      // The key expires ≤ deadAfterMs after the last beat (≤ heartbeatMs before the kill), and
-      // is noticed at the next check (≤ heartbeatMs); 1 s of slack for a loaded machine.
-      expect(after).toBeGreaterThanOrEqual(FAST.deadAfterMs / 2 - 100); // by heartbeat, not by a closed socket
-      expect(after).toBeLessThan(FAST.deadAfterMs + FAST.heartbeatMs + 1_000);
+      if (dataPlane === 'tcp') {
+        // The dead process's connections close at once: no need to wait for its heartbeat.
+        expect(e.message).toMatch(/rank 2 (closed the connection|connection error: \w+)/);
+        expect(after).toBeLessThan(FAST.deadAfterMs);
+      } else {
+        expect(e.message).toMatch(/rank 2 is dead \(no heartbeat for \d+ ms\)/);
+        // The key expires ≤ deadAfterMs after the last beat (≤ heartbeatMs before the kill), and
+        // is noticed at the next check (≤ heartbeatMs); 1 s of slack for a loaded machine.
+        expect(after).toBeGreaterThanOrEqual(FAST.deadAfterMs / 2 - 100); // by heartbeat, not by a closed socket
+        expect(after).toBeLessThan(FAST.deadAfterMs + FAST.heartbeatMs + 1_000);
+      }
     }
     await Promise.all([ranks[0].exit, ranks[1].exit]);
-    expect(await keysOf(runId)).toEqual([]);
+    if (dataPlane === 'tcp') {
+      // The survivors left before the victim's heartbeat expired, so none of them was the last
+      // member to sweep: what is left carries a TTL and expires by itself.
+      for (const k of await keysOf(runId)) expect(await redis.pttl(k), k).toBeGreaterThan(0);
+    } else {
+      expect(await keysOf(runId)).toEqual([]);
+    }
   });
+
+  it('a stuck peer (SIGSTOP: connections open, no heartbeat) is reported by name within deadAfterMs + heartbeatMs', async () => {
+    const runId = newRunId();
+    const scenario: Scenario = { kind: 'dead', victim: 1, length: 200_000, options: { ...FAST, dataPlane } };
+    const ranks = [0, 1].map((r) => spawnRank(runId, r, 2, scenario));
+    await Promise.all([ranks[0].waitFor('waiting'), ranks[1].waitFor('idle')]);
+    await new Promise((r) => setTimeout(r, 300));
+    const tStop = Date.now();
+    ranks[1].proc.kill('SIGSTOP');
+    const e = await ranks[0].waitFor('error', 10_000);
+    expect(e.code).toBe('COLLECTIVE');
+    expect(e.message).toMatch(/rank 1 is dead \(no heartbeat for \d+ ms\)/);
+    expect((e.t as number) - tStop).toBeLessThan(FAST.deadAfterMs + FAST.heartbeatMs + 1_000);
+    await ranks[0].exit;
+  });
+});
+
+describe('RedisCollective, one process per rank', () => {
 
   it('a stale run is replaced by a new generation (any world size); its paused workers then fail as stale', async () => {
     const runId = newRunId();
@@ -273,10 +318,10 @@ describe('RedisCollective, ranks in this process', () => {
     try {
       const err = await a.barrier('lonely', { timeoutMs: 600 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CollectiveError);
-      expect((err as Error).message).toBe("barrier 'lonely' (seq 1): timed out after 600 ms (ranks 1 have not arrived)");
+      expect((err as Error).message).toMatch(/^barrier 'lonely' \(seq \d+\): timed out after 600 ms \(ranks 1 have not arrived\)$/);
       // b arrives late: the abort a published stops it at its first check.
       const errB = await b.barrier('lonely').catch((e: unknown) => e);
-      expect((errB as Error).message).toMatch(/aborted by rank 0: barrier 'lonely' \(seq 1\): timed out/);
+      expect((errB as Error).message).toMatch(/aborted by rank 0: barrier 'lonely' \(seq \d+\): timed out/);
       await expect(a.barrier('again')).rejects.toThrow(/failed earlier/);
     } finally {
       await Promise.all([a.close(), b.close()]);
@@ -296,9 +341,9 @@ describe('RedisCollective, ranks in this process', () => {
     expect(await keysOf(runId)).toEqual([]);
   });
 
-  it('consecutive all-reduces are independent and leave nothing behind; chunks smaller than a segment', async () => {
+  it.each(PLANES)('consecutive all-reduces are independent and leave nothing behind; chunks smaller than a segment (%s)', async (dataPlane) => {
     const runId = newRunId();
-    const cs = await connectAll(runId, 2, { chunkBytes: 12 });
+    const cs = await connectAll(runId, 2, { chunkBytes: 12, dataPlane });
     try {
       for (let step = 0; step < 3; step++) {
         const data = cs.map((c) => Float32Array.from({ length: 10 }, (_, i) => (c.rank + 1) * (i + step)));

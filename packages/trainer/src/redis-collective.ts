@@ -32,8 +32,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CollectiveError, redactUrl } from '@smolrate/core';
-import type { Collective, CollectiveCallOptions } from './collective.js';
-import { checkRoot, jsonRoundTrip } from './collective-checks.js';
+import type { Collective, CollectiveCallOptions, ReduceCallOptions } from './collective.js';
+import { checkBounds, checkRoot, equalBounds, jsonRoundTrip } from './collective-checks.js';
+import { roundToBf16InPlace } from './grad-transport.js';
+import { PeerMesh } from './peer-mesh.js';
 import { GenerationKeys, generationPrefix, rendezvousKey, runPrefix } from './collective-keys.js';
 import { startHeartbeat, type Heartbeat } from './collective-heartbeat.js';
 import { meanInRankOrder, planAllReduce, type AllReducePlan } from './all-reduce-plan.js';
@@ -101,6 +103,8 @@ export class RedisCollective implements Collective {
   private closing: Promise<void> | undefined;
   private readonly lastAlive: number[];
   private scratch = new Float32Array(0);
+  /** The TCP data plane (dataPlane 'tcp' with more than one rank), connected after the rendezvous. */
+  private mesh: PeerMesh | null = null;
 
   private constructor(o: ResolvedCollectiveOptions) {
     this.o = o;
@@ -122,6 +126,7 @@ export class RedisCollective implements Collective {
     const c = new RedisCollective(resolveCollectiveOptions(options));
     try {
       await c.rendezvous();
+      if (c.o.dataPlane === 'tcp' && c.worldSize > 1) await c.connectMesh();
       return c;
     } catch (e) {
       await c.close();
@@ -226,6 +231,49 @@ export class RedisCollective implements Collective {
     }
     this.lastAlive.fill(Date.now());
     o.log.info('rendezvous complete', { runId: o.runId, generation: this.generation, worldSize: o.worldSize, ms: Date.now() - t0 });
+  }
+
+  /** Listens, exchanges addresses through Redis and connects the TCP mesh of this generation. */
+  private async connectMesh(): Promise<void> {
+    const o = this.o;
+    this.mesh = await PeerMesh.listen({ rank: o.rank, worldSize: o.worldSize, host: o.host, port: o.port, advertise: o.advertise });
+    const addresses = await this.allGatherJson(this.mesh.address, 'tcp-addresses', { timeoutMs: o.rendezvousTimeoutMs });
+    const mesh = this.mesh;
+    await this.op('connect', 'tcp-mesh', { timeoutMs: o.rendezvousTimeoutMs }, (ctx) => this.meshWait(mesh.connect(addresses, this.token), ctx));
+    o.log.info('tcp data plane connected', { address: mesh.address, peers: addresses.length - 1 });
+  }
+
+  /**
+   * Waits for a data-plane operation with the collective's liveness rules: the peers' heartbeats,
+   * the generation and the abort key are checked every heartbeatMs, and the wait fails after
+   * timeoutMs without a byte arriving. A peer whose connection drops fails it at once.
+   */
+  private async meshWait<T>(p: Promise<T>, ctx: OpContext): Promise<T> {
+    const mesh = this.mesh!;
+    let settled = false;
+    const done = p.finally(() => {
+      settled = true;
+    });
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const tick = new Promise<'tick'>((resolve) => {
+        timer = setTimeout(() => resolve('tick'), this.o.heartbeatMs);
+      });
+      const r = await Promise.race([done, tick]).finally(() => clearTimeout(timer));
+      if (settled) return r as T;
+      const idle = Date.now() - mesh.lastProgress;
+      if (idle > ctx.timeoutMs) {
+        const err = new CollectiveError(`${ctx.what}: timed out after ${ctx.timeoutMs} ms without data from the peers`);
+        mesh.fail(err);
+        throw err;
+      }
+      try {
+        await this.checkHealth(ctx);
+      } catch (e) {
+        mesh.fail(e as CollectiveError);
+        throw e;
+      }
+    }
   }
 
   /** UNLINKs every key under `prefix` (a generation namespace). */
@@ -456,68 +504,128 @@ export class RedisCollective implements Collective {
    * the owner per chunk; the owner sums each complete chunk in rank order, SETs the result and
    * notifies everyone, who copy it in. Reads, sums and writes of different chunks overlap.
    */
-  async allReduceMean(data: Float32Array, tag = 'allReduceMean', options?: CollectiveCallOptions): Promise<Float32Array> {
+  async allReduceMean(data: Float32Array, tag = 'allReduceMean', options?: ReduceCallOptions): Promise<Float32Array> {
     return this.op('allReduceMean', tag, options, async (ctx) => {
-      if (this.worldSize === 1) return data;
-      const n = this.worldSize;
-      const r = this.rank;
-      const q = ctx.seq;
-      const k = this.keys;
-      const plan = planAllReduce(data.length, n, this.o.chunkBytes);
-      const tasks = new TaskGroup();
-      tasks.add(this.preflight(ctx.what));
+      const bf16 = options?.dtype === 'bf16';
+      if (this.mesh !== null) {
+        const bounds = equalBounds(data.length, this.worldSize);
+        const o = { gather: true, dtype: options?.dtype, ready: options?.ready, bucketElems: this.o.chunkBytes / 4 };
+        await this.meshWait(this.mesh.reduce(ctx.seq, ctx.what, tag, data, bounds, o), ctx);
+        return data;
+      }
+      if (options?.ready) await options.ready.reached(data.length);
+      // Redis carries float32: the bf16 transport's rounding is applied here, before and after.
+      if (bf16) roundToBf16InPlace(data);
+      await this.allReduceRedis(data, tag, ctx);
+      return bf16 ? roundToBf16InPlace(data) : data;
+    });
+  }
 
-      // Send: the other segments in the order r+1, r+2, … so that the owners start at once.
-      const others = [...Array(n - 1).keys()].map((i) => (r + 1 + i) % n);
-      const note = (c: number) => JSON.stringify([r, c, data.length, tag]);
-      let maxChunks = 0;
-      for (const s of others) {
-        maxChunks = Math.max(maxChunks, plan.chunks(s));
-        if (plan.chunks(s) === 0) tasks.add(this.tx.pushx(k.ownerInbox(q, s), ctx.ttlMs, note(-1)));
+  async reduceScatterMean(data: Float32Array, bounds: readonly number[], tag: string, options?: ReduceCallOptions): Promise<Float32Array> {
+    return this.op('reduceScatterMean', tag, options, async (ctx) => {
+      checkBounds(bounds, this.worldSize, data.length, ctx.what);
+      if (this.mesh !== null) {
+        const o = { gather: false, dtype: options?.dtype, ready: options?.ready, bucketElems: this.o.chunkBytes / 4 };
+        await this.meshWait(this.mesh.reduce(ctx.seq, ctx.what, tag, data, bounds, o), ctx);
+        return data;
       }
-      for (let c = 0; c < maxChunks; c++) {
-        for (const s of others) {
-          if (c >= plan.chunks(s)) continue;
-          const [lo, hi] = plan.chunkRange(s, c);
-          tasks.add(this.tx.set(k.contribution(q, s, r, c), this.bytes(data, lo, hi), 'PX', ctx.ttlMs));
-          tasks.add(this.tx.pushx(k.ownerInbox(q, s), ctx.ttlMs, note(c)));
-        }
-      }
-
-      // Receive: contributions to my segment (then reduce) and reduced chunks of the others.
-      const myChunks = plan.chunks(r);
-      const needIn = (n - 1) * Math.max(myChunks, 1);
-      const needOut = others.reduce((sum, s) => sum + plan.chunks(s), 0);
-      const arrived = new Int32Array(myChunks);
-      let gotIn = 0;
-      let gotOut = 0;
-      const inbox = k.ownerInbox(q, r);
-      const outbox = k.rankInbox(q, r);
-      const wait: WaitContext = {
-        ...ctx,
-        pending: () => `${gotIn} of ${needIn} contributions to segment ${r}, ${gotOut} of ${needOut} reduced chunks received`,
-      };
-      while (gotIn < needIn || gotOut < needOut) {
-        if (tasks.error !== undefined) throw tasks.error;
-        const [key, msg] = await this.waitPop([inbox, outbox], wait, () => tasks.error);
-        if (key === inbox) {
-          const [from, c, len, t] = JSON.parse(msg) as [number, number, number, string];
-          if (len !== data.length || t !== tag || c >= myChunks) {
-            throw new CollectiveError(
-              `${ctx.what}: rank ${from} called allReduceMean '${t}' with ${len} elements, rank ${r} '${tag}' with ${data.length}`,
-            );
-          }
-          gotIn++;
-          if (c >= 0 && ++arrived[c] === n - 1) tasks.add(this.reduceChunk(data, plan, q, c, ctx));
-        } else {
-          const [s, c] = JSON.parse(msg) as [number, number];
-          gotOut++;
-          tasks.add(this.fetchReduced(data, plan, q, s, c, ctx));
-        }
-      }
-      await guard(tasks.settle(), ctx.timeoutMs, ctx.what);
+      // Redis: the whole mean (a superset of this rank's segment), same arithmetic.
+      if (options?.ready) await options.ready.reached(data.length);
+      if (options?.dtype === 'bf16') roundToBf16InPlace(data);
+      await this.allReduceRedis(data, tag, ctx);
       return data;
     });
+  }
+
+  async allGather(data: Float32Array, bounds: readonly number[], tag: string, options?: CollectiveCallOptions): Promise<Float32Array> {
+    checkBounds(bounds, this.worldSize, data.length, `allGather '${tag}'`);
+    if (this.mesh !== null) {
+      const mesh = this.mesh;
+      return this.op('allGather', tag, options, async (ctx) => {
+        await this.meshWait(mesh.allGather(ctx.seq, ctx.what, tag, data, bounds, this.o.chunkBytes / 4), ctx);
+        return data;
+      });
+    }
+    // Redis: one broadcast per segment.
+    for (let s = 0; s < this.worldSize; s++) {
+      const seg = new Uint8Array(data.buffer, data.byteOffset + bounds[s] * 4, (bounds[s + 1] - bounds[s]) * 4);
+      const got = await this.broadcast(this.rank === s ? seg : null, s, `${tag}/${s}`, options);
+      if (this.rank !== s) seg.set(got);
+    }
+    return data;
+  }
+
+  async gather(data: Uint8Array, root: number, tag: string, options?: CollectiveCallOptions): Promise<Uint8Array[] | null> {
+    checkRoot(root, this.worldSize, `gather '${tag}'`);
+    if (this.mesh !== null) {
+      const mesh = this.mesh;
+      return this.op('gather', tag, options, (ctx) => this.meshWait(mesh.gather(ctx.seq, ctx.what, tag, data, root, this.o.chunkBytes), ctx));
+    }
+    const out: Uint8Array[] = [];
+    for (let s = 0; s < this.worldSize; s++) out.push(await this.broadcast(this.rank === s ? data : null, s, `${tag}/${s}`, options));
+    return this.rank === root ? out : null;
+  }
+
+  /** The Redis data plane's all-reduce (inside an op). */
+  private async allReduceRedis(data: Float32Array, tag: string, ctx: OpContext): Promise<void> {
+    if (this.worldSize === 1) return;
+    const n = this.worldSize;
+    const r = this.rank;
+    const q = ctx.seq;
+    const k = this.keys;
+    const plan = planAllReduce(data.length, n, this.o.chunkBytes);
+    const tasks = new TaskGroup();
+    tasks.add(this.preflight(ctx.what));
+
+    // Send: the other segments in the order r+1, r+2, … so that the owners start at once.
+    const others = [...Array(n - 1).keys()].map((i) => (r + 1 + i) % n);
+    const note = (c: number) => JSON.stringify([r, c, data.length, tag]);
+    let maxChunks = 0;
+    for (const s of others) {
+      maxChunks = Math.max(maxChunks, plan.chunks(s));
+      if (plan.chunks(s) === 0) tasks.add(this.tx.pushx(k.ownerInbox(q, s), ctx.ttlMs, note(-1)));
+    }
+    for (let c = 0; c < maxChunks; c++) {
+      for (const s of others) {
+        if (c >= plan.chunks(s)) continue;
+        const [lo, hi] = plan.chunkRange(s, c);
+        tasks.add(this.tx.set(k.contribution(q, s, r, c), this.bytes(data, lo, hi), 'PX', ctx.ttlMs));
+        tasks.add(this.tx.pushx(k.ownerInbox(q, s), ctx.ttlMs, note(c)));
+      }
+    }
+
+    // Receive: contributions to my segment (then reduce) and reduced chunks of the others.
+    const myChunks = plan.chunks(r);
+    const needIn = (n - 1) * Math.max(myChunks, 1);
+    const needOut = others.reduce((sum, s) => sum + plan.chunks(s), 0);
+    const arrived = new Int32Array(myChunks);
+    let gotIn = 0;
+    let gotOut = 0;
+    const inbox = k.ownerInbox(q, r);
+    const outbox = k.rankInbox(q, r);
+    const wait: WaitContext = {
+      ...ctx,
+      pending: () => `${gotIn} of ${needIn} contributions to segment ${r}, ${gotOut} of ${needOut} reduced chunks received`,
+    };
+    while (gotIn < needIn || gotOut < needOut) {
+      if (tasks.error !== undefined) throw tasks.error;
+      const [key, msg] = await this.waitPop([inbox, outbox], wait, () => tasks.error);
+      if (key === inbox) {
+        const [from, c, len, t] = JSON.parse(msg) as [number, number, number, string];
+        if (len !== data.length || t !== tag || c >= myChunks) {
+          throw new CollectiveError(
+            `${ctx.what}: rank ${from} called allReduceMean '${t}' with ${len} elements, rank ${r} '${tag}' with ${data.length}`,
+          );
+        }
+        gotIn++;
+        if (c >= 0 && ++arrived[c] === n - 1) tasks.add(this.reduceChunk(data, plan, q, c, ctx));
+      } else {
+        const [s, c] = JSON.parse(msg) as [number, number];
+        gotOut++;
+        tasks.add(this.fetchReduced(data, plan, q, s, c, ctx));
+      }
+    }
+    await guard(tasks.settle(), ctx.timeoutMs, ctx.what);
   }
 
   private bytes(data: Float32Array, lo: number, hi: number): Buffer {
@@ -571,6 +679,7 @@ export class RedisCollective implements Collective {
   async close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.busy !== undefined) this.blk.disconnect(); // ends a blocking wait now
+      await this.mesh?.close();
       await this.hb?.stop();
       if (this.joined) {
         try {

@@ -7,7 +7,7 @@
 import { createInterface } from 'node:readline';
 import { RedisCollective } from '../src/redis-collective.js';
 import type { RedisCollectiveOptions } from '../src/redis-collective-options.js';
-import { payload, rankArray, sha256 } from './collective-fixtures.js';
+import { payload, rankArray, sha256, unevenBounds } from './collective-fixtures.js';
 
 export interface Scenario {
   kind: 'full' | 'join' | 'dead' | 'zombie';
@@ -53,6 +53,21 @@ async function main(): Promise<void> {
           const out = await c.allReduceMean(data, `len-${n}`);
           emit('allReduceMean', { length: n, sha: sha256(out), inPlace: out === data });
         }
+        for (const n of sc.lengths ?? []) {
+          // Uneven segments (rank 0's twice the others'), then the all-gather of the result.
+          const bounds = unevenBounds(n, worldSize);
+          const data = rankArray(seed, rank, n);
+          await c.reduceScatterMean(data, bounds, `rs-${n}`);
+          emit('reduceScatterMean', { length: n, sha: sha256(data.subarray(bounds[rank], bounds[rank + 1])) });
+          await c.allGather(data, bounds, `ag-${n}`);
+          emit('allGather', { length: n, sha: sha256(data) });
+          const b16 = rankArray(seed, rank, n);
+          await c.allReduceMean(b16, `bf16-${n}`, { dtype: 'bf16' });
+          emit('allReduceMeanBf16', { length: n, sha: sha256(b16) });
+        }
+        const blob = payload(seed + rank, 1000 * rank + 3);
+        const got = await c.gather(blob, 1, 'blobs');
+        emit('gather', { shas: got === null ? null : got.map((g) => sha256(g)) });
         const bytes = sc.broadcastBytes ?? 0;
         const b = await c.broadcast(rank === 1 ? payload(seed, bytes) : null, 1, 'bytes');
         emit('broadcast', { bytes: b.byteLength, sha: sha256(b) });

@@ -39,3 +39,30 @@ export function payload(seed: number, length: number): Uint8Array {
   for (let i = 0; i < length; i++) b[i] = rng.int(256);
   return b;
 }
+
+/** Segment bounds where rank 0 holds twice the share of the others (and short segments can be empty). */
+export function unevenBounds(length: number, worldSize: number): number[] {
+  const shares = [...Array(worldSize).keys()].map((s) => (s === 0 ? 2 : 1));
+  const sum = shares.reduce((a, b) => a + b, 0);
+  const out = [0];
+  let acc = 0;
+  for (const sh of shares) {
+    acc += sh;
+    out.push(Math.floor((acc * length) / sum));
+  }
+  return out;
+}
+
+/** float32 → bfloat16 → float32, round to nearest even: written independently of grad-transport.ts. */
+export function bf16Round(a: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  const dv = new DataView(new ArrayBuffer(4));
+  for (let i = 0; i < a.length; i++) {
+    dv.setFloat32(0, a[i]);
+    const bits = dv.getUint32(0);
+    const hi = Number.isNaN(a[i]) ? (bits >>> 16) | 0x40 : Math.floor((bits + 0x7fff + ((bits >>> 16) & 1)) / 65536);
+    dv.setUint32(0, (hi * 65536) >>> 0);
+    out[i] = dv.getFloat32(0);
+  }
+  return out;
+}

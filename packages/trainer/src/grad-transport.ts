@@ -1,0 +1,86 @@
+/**
+ * What the gradient all-reduce puts on the wire, and when a part of the buffer may be sent.
+ *
+ * bf16 transport (`--grad-dtype bf16`): every contribution is rounded float32 → bfloat16
+ * (round to nearest, ties to even; NaN stays NaN, ±Inf stays ±Inf), sent as 2 bytes, widened back
+ * to float32 exactly and summed in float32 in rank order. The owner rounds its own contribution
+ * too, so the mean is that of the N rounded contributions whichever transport carried them — the
+ * Redis data plane and a single worker apply the same rounding locally and give the same bytes.
+ *
+ * `Watermark`: how far a buffer is final. The trainer advances it while it copies the last
+ * micro-batch's gradients to the host, parameter by parameter; the TCP data plane sends each
+ * bucket as soon as the watermark has passed its end (DDP-style bucketing), so communication
+ * overlaps the rest of the copy.
+ */
+
+export type GradDtype = 'f32' | 'bf16';
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** float32 → bfloat16 bits, round to nearest even (NaN kept quiet). */
+export function bf16Bits(x: number): number {
+  f32[0] = x;
+  const b = u32[0];
+  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x007fffff) !== 0) return ((b >>> 16) | 0x0040) & 0xffff;
+  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** src[i] rounded to bfloat16, as 16-bit words into `out` (same length). */
+export function toBf16(src: Float32Array, out: Uint16Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) {
+    const b = bits[i];
+    out[i] = (b & 0x7f800000) === 0x7f800000 && (b & 0x007fffff) !== 0 ? (b >>> 16) | 0x0040 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/** bfloat16 words widened to float32 (exact) into `out` (same length). */
+export function fromBf16(src: Uint16Array, out: Float32Array): Float32Array {
+  const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+  return out;
+}
+
+/** Rounds `x` to bfloat16 precision in place (what a bf16 round trip over the wire does). */
+export function roundToBf16InPlace(x: Float32Array): Float32Array {
+  const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  for (let i = 0; i < x.length; i++) {
+    const b = bits[i];
+    bits[i] = (b & 0x7f800000) === 0x7f800000 && (b & 0x007fffff) !== 0 ? (b | 0x00400000) & 0xffff0000 : ((b + 0x7fff + ((b >>> 16) & 1)) & 0xffff0000) >>> 0;
+  }
+  return x;
+}
+
+/** A monotone "final up to element n" mark with waiters (single-threaded; no locking). */
+export class Watermark {
+  private value: number;
+  private waiters: Array<{ n: number; resolve: () => void }> = [];
+
+  constructor(initial = 0) {
+    this.value = initial;
+  }
+
+  get current(): number {
+    return this.value;
+  }
+
+  /** Everything before `n` is final. Values below the current mark are ignored. */
+  advance(n: number): void {
+    if (n <= this.value) return;
+    this.value = n;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.n <= n) w.resolve();
+      else still.push(w);
+    }
+    this.waiters = still;
+  }
+
+  /** Resolves once everything before `n` is final. */
+  reached(n: number): Promise<void> {
+    if (n <= this.value) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ n, resolve }));
+  }
+}
