@@ -30,7 +30,9 @@ export function configFromArgs(args: ParsedArgs, exclude: readonly string[] = []
   const overrides: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(args.flags)) {
     if (k === 'config' || exclude.includes(k)) continue;
-    overrides[k] = v;
+    // `--collective tcp|redis` is short for `--collective.data-plane`.
+    if (k === 'collective' && typeof v === 'string') overrides['collective.dataPlane'] = v;
+    else overrides[k] = v;
   }
   return resolveTrainerConfig({ file: flagString(args, 'config') ?? null, overrides });
 }

@@ -29,6 +29,8 @@ export const TRAINER_CONFIG_SCHEMA = {
   // rounds to the zero code of its block, and m / (√0 + ε) throws the row far off (measured on the
   // tiny preset: embedding max |w| 0.08 → 1.13 within 12 steps). docs/training.md.
   fp32EmbeddingState: field.bool(true, 'keep fp32 Adam state for embed_tokens (as HF Trainer does with adamw_bnb_8bit); --no-fp32-embedding-state for 8-bit'),
+  zero: field.int(1, 'ZeRO stage: 1 = each rank steps only its 1/N slice of the parameters (optimizer state / N) and the updated weights are all-gathered; 0 = every rank steps every parameter', { min: 0, max: 1 }),
+  gradDtype: field.enum(['f32', 'bf16'] as const, 'f32', 'wire type of the gradient exchange: bf16 halves the traffic (each contribution rounded to bf16, summed in float32)'),
   gradClip: field.number(0, 'clip the global gradient L2 norm to this value; 0 = no clipping', { min: 0 }),
   evalEvery: field.int(0, 'validate every K steps (and at every epoch end); 0 = only at epoch ends', { min: 0 }),
   evalBatch: field.int(16, 'validation batch size', { min: 1 }),
@@ -45,6 +47,11 @@ export const TRAINER_CONFIG_SCHEMA = {
     rendezvousTimeoutMs: field.int(120_000, 'bound on the rendezvous', { min: 1 }),
     heartbeatMs: field.int(1_000, 'heartbeat period', { min: 10 }),
     evalTimeoutMs: field.int(1_800_000, 'how long ranks wait for rank 0 to validate / checkpoint', { min: 1 }),
+    dataPlane: field.enum(['tcp', 'redis'] as const, 'tcp', 'where gradients and weights travel: direct TCP between the ranks, or through Redis (the fallback); --collective tcp|redis'),
+    host: field.string('127.0.0.1', 'tcp data plane: address each rank listens on (0.0.0.0 for ranks on several hosts)'),
+    port: field.string('0', 'tcp data plane: port to listen on: 0 = any free port, N, or a range "29500-29599"'),
+    advertise: field.string('', 'tcp data plane: address the other ranks dial; default: host, or the first external IPv4 when host is 0.0.0.0'),
+    bucketMb: field.int(8, 'MiB per gradient bucket (one frame of the data plane; sent as soon as the gradients in it are ready)', { min: 1, max: 32 }),
   }),
 };
 

@@ -254,3 +254,92 @@ export function readOptimizerState(
   }
   return { hyper, params };
 }
+
+/**
+ * ZeRO-1 checkpoints: the states of the N ranks (each holding slices of some parameters) as the
+ * one state an unsharded optimizer would hold. Per parameter, the slices are put in offset order
+ * and must tile [0, total) with one kind and one step count; buffers are concatenated (8-bit
+ * slices start on block boundaries, so the absmax blocks concatenate too). The result has the
+ * same bytes `serialize()` of an unsharded optimizer gives after the same updates.
+ */
+export function mergeOptimizerStates(parts: readonly OptimizerState[], optimizer: OptimizerName): OptimizerState {
+  if (parts.length === 0) fail('merge: no states');
+  const read = parts.map((p) => readOptimizerState(p, optimizer));
+  const hyper = read[0].hyper;
+  const hyperJson = JSON.stringify(hyper);
+  read.forEach((r, i) => {
+    if (JSON.stringify(r.hyper) !== hyperJson) fail(`merge: shard ${i} has hyper-parameters ${JSON.stringify(r.hyper)}, shard 0 ${hyperJson}`);
+  });
+  const byName = new Map<string, ParamStateRecord[]>();
+  for (const r of read) {
+    for (const [name, rec] of r.params) {
+      if (rec.meta.length === 0) continue;
+      const list = byName.get(name) ?? [];
+      list.push(rec);
+      byName.set(name, list);
+    }
+  }
+  const params: OptimizerParamMeta[] = [];
+  const buffers: OptimizerStateBuffer[] = [];
+  for (const name of [...byName.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const recs = byName.get(name)!.sort((a, b) => a.meta.offset - b.meta.offset);
+    const { kind, step, total } = recs[0].meta;
+    let next = 0;
+    for (const r of recs) {
+      if (r.meta.kind !== kind || r.meta.step !== step || r.meta.total !== total) {
+        fail(`merge: parameter ${name} has slices of different kind, step or size (${JSON.stringify(recs.map((x) => x.meta))})`);
+      }
+      if (r.meta.offset !== next) fail(`merge: parameter ${name}: slice at ${r.meta.offset}, expected ${next} (overlap or gap)`);
+      if (kind === '8bit' && r.meta.offset % hyper.blockSize !== 0) fail(`merge: parameter ${name}: 8-bit slice at ${r.meta.offset} is not block-aligned`);
+      next += r.meta.length;
+    }
+    if (next !== total) fail(`merge: parameter ${name}: slices cover ${next} of ${total} elements`);
+    params.push({ name, kind, length: total, step, offset: 0, total });
+    for (const [k, dtype] of KINDS_OF[kind]) {
+      const pieces = recs.map((r) => r.buffers[k]!);
+      const len = pieces.reduce((a, p) => a + p.length, 0);
+      const data = dtype === 'float32' ? new Float32Array(len) : new Uint8Array(len);
+      let at = 0;
+      for (const p of pieces) {
+        data.set(p, at);
+        at += p.length;
+      }
+      buffers.push({ name, kind: k, data });
+    }
+  }
+  return { meta: { optimizer, hyper, params }, buffers };
+}
+
+/**
+ * The part of an unsharded state a ZeRO-1 rank holds: for each parameter in `slices` (by name:
+ * offset and length inside the full tensor), the elements (and 8-bit blocks) of its slice.
+ * Parameters not in `slices` are left out; every one in it that has state must be unsharded in
+ * `state` (offset 0, length = total). Works for any world size: the cut is made on load.
+ */
+export function sliceOptimizerState(
+  state: OptimizerState,
+  optimizer: OptimizerName,
+  slices: ReadonlyMap<string, { offset: number; length: number }>,
+): OptimizerState {
+  const { hyper, params } = readOptimizerState(state, optimizer);
+  const metas: OptimizerParamMeta[] = [];
+  const buffers: OptimizerStateBuffer[] = [];
+  for (const name of [...params.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const want = slices.get(name);
+    if (want === undefined) continue;
+    const { meta, buffers: bufs } = params.get(name)!;
+    if (meta.offset !== 0 || meta.length !== meta.total) fail(`slice: parameter ${name} is itself a slice (${meta.offset}+${meta.length} of ${meta.total})`);
+    const end = want.offset + want.length;
+    if (want.offset < 0 || end > meta.total) fail(`slice: [${want.offset}, ${end}) is outside parameter ${name} of ${meta.total} elements`);
+    if (meta.kind === '8bit' && (want.offset % hyper.blockSize !== 0 || (end !== meta.total && end % hyper.blockSize !== 0))) {
+      fail(`slice: [${want.offset}, ${end}) of ${name} is not aligned to blockSize ${hyper.blockSize}`);
+    }
+    metas.push({ ...meta, length: want.length, offset: want.offset });
+    for (const [k, , unit] of KINDS_OF[meta.kind]) {
+      const src = bufs[k]!;
+      const [lo, hi] = unit === 'elements' ? [want.offset, end] : [want.offset / hyper.blockSize, Math.ceil(end / hyper.blockSize)];
+      buffers.push({ name, kind: k, data: src.slice(lo, hi) });
+    }
+  }
+  return { meta: { optimizer, hyper, params: metas }, buffers };
+}

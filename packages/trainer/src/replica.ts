@@ -25,15 +25,26 @@ export class Replica {
   /** Σ sizes of the trainable parameters. */
   readonly size: number;
 
+  /**
+   * Every parameter's host copy, contiguous in order (each `data` is a view of it): what the
+   * ZeRO-1 all-gather fills.
+   */
+  readonly weights: Float32Array;
+
   private constructor(vars: NamedVariable[]) {
     let offset = 0;
-    this.params = vars.map(({ name, variable }) => {
-      const data = Float32Array.from(variable.dataSync() as Float32Array);
-      const p = { name, variable, data, offset };
-      offset += data.length;
+    const layout = vars.map(({ name, variable }) => {
+      const p = { name, variable, offset };
+      offset += variable.size;
       return p;
     });
     this.size = offset;
+    this.weights = new Float32Array(offset);
+    this.params = layout.map(({ name, variable, offset: at }) => {
+      const data = this.weights.subarray(at, at + variable.size);
+      data.set(variable.dataSync() as Float32Array);
+      return { name, variable, data, offset: at };
+    });
   }
 
   static of(model: SmolVLMRegressor): Replica {
@@ -41,10 +52,11 @@ export class Replica {
   }
 
   /**
-   * Adds `weight · grad` of every parameter into `flat` (length ≥ size), in order. Disposes the
-   * gradient tensors.
+   * Adds `weight · grad` of every parameter into `flat` (length ≥ size), in order; `done(end)`
+   * after each parameter (everything before `end` is added — the bucketing watermark). Disposes
+   * the gradient tensors.
    */
-  async accumulate(flat: Float32Array, grads: Map<string, tf.Tensor>, weight: number): Promise<void> {
+  async accumulate(flat: Float32Array, grads: Map<string, tf.Tensor>, weight: number, done?: (end: number) => void): Promise<void> {
     try {
       for (const p of this.params) {
         const g = grads.get(p.name);
@@ -54,6 +66,7 @@ export class Replica {
         const gd = (await g.data()) as Float32Array;
         const dst = flat.subarray(p.offset, p.offset + gd.length);
         for (let i = 0; i < gd.length; i++) dst[i] += weight * gd[i];
+        done?.(p.offset + gd.length);
       }
     } finally {
       for (const g of grads.values()) g.dispose();
@@ -77,9 +90,9 @@ export class Replica {
   }
 }
 
-/** L2 norm of the first `n` values, in float64. */
-export function l2Norm(x: Float32Array, n = x.length): number {
+/** Σ x[i]² over [lo, hi), one running sum in float64 (the global norm adds the ranks' sums in rank order). */
+export function sumSquares(x: Float32Array, lo = 0, hi = x.length): number {
   let s = 0;
-  for (let i = 0; i < n; i++) s += x[i] * x[i];
-  return Math.sqrt(s);
+  for (let i = lo; i < hi; i++) s += x[i] * x[i];
+  return s;
 }

@@ -4,10 +4,14 @@
  *
  *   weights (seeded init | init folder | latest checkpoint) → vision features cached (spread
  *   over the ranks) → per step: this rank's slice of the global batch in micro-batches →
- *   gradients summed with weights micro/rankBatch (= the mean over the slice) → one flat buffer
- *   [grads…, loss] all-reduced (mean over ranks = the global-batch mean) → optional clipping →
- *   AdamW on every parameter with the schedule's lr → replicas identical (hash-checked).
- *   Rank 0 logs metrics, validates, decides early stopping (broadcast) and writes checkpoints.
+ *   gradients summed with weights micro/rankBatch (= the mean over the slice) into one flat
+ *   buffer [grads…, loss], whose buckets go on the wire as the last micro-batch fills them →
+ *   ZeRO-1 (default): reduce-scatter of the mean, so each rank holds the global-batch mean of its
+ *   1/N segment (zero-shards.ts) → global norm from the ranks' partial sums → optional clipping →
+ *   AdamW on its segment only → all-gather of the updated weights; ZeRO-0: all-reduce and AdamW
+ *   on every parameter → replicas identical (hash-checked). docs/training.md.
+ *   Rank 0 logs metrics, validates, decides early stopping (broadcast) and writes checkpoints
+ *   (the optimizer slices of all ranks merged into the one unsharded state).
  *
  * Everything that defines the trajectory — weights, optimizer state, global step, sampler
  * cursor, early-stopping state — is in the checkpoint, and dropout masks are functions of
@@ -18,6 +22,7 @@ import { join } from 'node:path';
 import { CheckpointError, CollectiveError, ConfigError, createLogger, MetricsSink, openStore, readManifest, type Logger } from '@smolrate/core';
 import { describeBackend, initBackend, loadModelDir, loadTokenizer, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL } from '@smolrate/model';
 import { AdamW32 } from './adamw32.js';
+import { ADAMW_DEFAULTS } from './adamw-options.js';
 import { AdamW8bit } from './adamw8bit.js';
 import { BatchBuilder, type TrainingBatch } from './batches.js';
 import { readPointer, readTrainerFiles, TRAINER_STATE_FORMAT, writeCheckpoint, type TrainerState } from './checkpoint.js';
@@ -26,15 +31,18 @@ import { checkTrainerConfig, effectiveMicroBatch, featureCacheDir, type TrainerC
 import { EarlyStopping } from './early-stopping.js';
 import { batchTensors, evaluate } from './evaluate.js';
 import { FeatureCache } from './feature-cache.js';
+import { Watermark } from './grad-transport.js';
 import { linearWarmupDecay } from './lr-schedule.js';
+import { decodeOptimizerState, encodeOptimizerState, mergeOptimizerStates, sliceOptimizerState, type OptimizerName } from './optimizer-state-file.js';
 import { precomputeFeatures } from './precompute-features.js';
 import { Prefetcher } from './prefetcher.js';
 import { RedisCollective } from './redis-collective.js';
-import { l2Norm, Replica } from './replica.js';
+import { Replica, sumSquares } from './replica.js';
 import { dropoutSeeds, GlobalSampler, type SamplerStep } from './sampler.js';
 import { ShardDataset } from './shard-dataset.js';
 import { TrainingProgress } from './training-progress.js';
 import type { ValMetrics } from './val-metrics.js';
+import { ownedSlices, planZeroShards, type ShardPart } from './zero-shards.js';
 
 /** The resolved config travels to the workers as JSON in this variable. */
 export const CONFIG_ENV = 'SMOLRATE_TRAINER_CONFIG';
@@ -79,10 +87,20 @@ export interface TrainSummary {
 
 type Optimizer = AdamW8bit | AdamW32;
 
-function makeOptimizer(cfg: TrainerConfig, bytes: Buffer | null): Optimizer {
+const optimizerName = (cfg: TrainerConfig): OptimizerName => (cfg.optimizer === 'adamw32' ? 'AdamW32' : 'AdamW8bit');
+
+/**
+ * The optimizer of this rank: fresh, or from a checkpoint's (unsharded) `optimizer.bin`, cut to
+ * the parameter slices this rank owns (all of them without ZeRO) — any world size can resume.
+ */
+function makeOptimizer(cfg: TrainerConfig, bytes: Buffer | null, owned: ReadonlyMap<string, { offset: number; length: number }> | null): Optimizer {
   const fp32StateFor = cfg.fp32EmbeddingState ? (n: string) => n.endsWith('embed_tokens.weight') : undefined;
-  if (cfg.optimizer === 'adamw32') return bytes ? AdamW32.deserialize(bytes) : new AdamW32({ lr: cfg.peakLr, weightDecay: cfg.weightDecay });
-  return bytes ? AdamW8bit.deserialize(bytes, { fp32StateFor }) : new AdamW8bit({ lr: cfg.peakLr, weightDecay: cfg.weightDecay, fp32StateFor });
+  const opt = cfg.optimizer === 'adamw32' ? new AdamW32({ lr: cfg.peakLr, weightDecay: cfg.weightDecay }) : new AdamW8bit({ lr: cfg.peakLr, weightDecay: cfg.weightDecay, fp32StateFor });
+  if (bytes !== null) {
+    const full = decodeOptimizerState(bytes);
+    opt.importState(owned === null ? full : sliceOptimizerState(full, optimizerName(cfg), owned));
+  }
+  return opt;
 }
 
 /** Compares the parameter hash of every rank; a mismatch means the replicas diverged. */
@@ -105,6 +123,8 @@ export async function runWorker(cfg: TrainerConfig, env: WorkerEnv = workerEnv()
       : await RedisCollective.connect({
           url: env.redisUrl!, runId: env.runId, rank: env.rank, worldSize: env.worldSize, log,
           timeoutMs: cfg.collective.timeoutMs, rendezvousTimeoutMs: cfg.collective.rendezvousTimeoutMs, heartbeatMs: cfg.collective.heartbeatMs,
+          dataPlane: cfg.collective.dataPlane, host: cfg.collective.host, port: cfg.collective.port,
+          advertise: cfg.collective.advertise === '' ? undefined : cfg.collective.advertise, chunkBytes: cfg.collective.bucketMb * 1024 * 1024,
         });
   try {
     return await train(cfg, env, collective, describeBackend(backend), log);
@@ -164,7 +184,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
   let stopping = new EarlyStopping({ patience: cfg.patience, mode: 'max' });
   let best: TrainerState['best'] = { metric: 'val_plcc', value: null, step: null, checkpoint: null };
   let lastValidation: TrainerState['lastValidation'] = null;
-  let optimizer: Optimizer;
+  let savedOptimizer: Buffer | null = null;
   if (resumeDir !== null) {
     const saved = await readTrainerFiles(resumeDir);
     const s = saved.state;
@@ -174,12 +194,20 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     if (sampler.globalStep(cursor) !== step) throw new CheckpointError(`${resumeDir}: step ${step} disagrees with the sampler cursor ${JSON.stringify(cursor)}`);
     stopping = EarlyStopping.fromState(s.earlyStopping);
     ({ best, lastValidation } = s);
-    optimizer = makeOptimizer(cfg, saved.optimizer);
+    savedOptimizer = saved.optimizer;
     log.info('resumed', { checkpoint: resumeDir, step, epoch: cursor.epoch });
-  } else {
-    optimizer = makeOptimizer(cfg, null);
   }
   const replica = Replica.of(model);
+  // ZeRO-1: this rank's segment of the flat parameters; without it one segment holds everything.
+  const sharded = cfg.zero === 1 && env.worldSize > 1;
+  const blockSize = savedOptimizer !== null ? decodeOptimizerState(savedOptimizer).meta.hyper.blockSize : ADAMW_DEFAULTS.blockSize;
+  const plan = planZeroShards(replica.params.map((p) => ({ name: p.name, offset: p.offset, length: p.data.length })), sharded ? env.worldSize : 1, blockSize);
+  const segment = sharded ? env.rank : 0;
+  const owned: ShardPart[] = plan.parts[segment];
+  const optimizer = makeOptimizer(cfg, savedOptimizer, sharded ? ownedSlices(plan, env.rank) : null);
+  savedOptimizer = null;
+  // The gradient segments: the loss (last element) belongs to the last rank.
+  const gradBounds = [...plan.bounds.slice(0, -1), replica.size + 1];
   await checkReplicas(c, replica, step); // identical starting weights (and resumed state) everywhere
 
   const metrics = lead ? new MetricsSink(join(cfg.run, 'metrics.jsonl')) : null;
@@ -206,6 +234,10 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     build: async (s: SamplerStep) => ({ s, batches: await Promise.all(sampler.microBatches(s.cursor.epoch, s.cursor.step).map((ix) => trainBatches.build(ix))) }),
   });
   const flat = new Float32Array(replica.size + 1); // [grads…, loss]
+  const [segLo, segHi] = [plan.bounds[segment], plan.bounds[segment + 1]];
+  const reduceOpts = { dtype: cfg.gradDtype };
+  const paramsOf = new Map(replica.params.map((p) => [p.name, p]));
+  if (lead) log.info('data parallel', { zero: sharded ? 1 : 0, segments: plan.bounds, gradDtype: cfg.gradDtype, dataPlane: env.worldSize > 1 ? cfg.collective.dataPlane : null });
   const weight = micro / sampler.rankBatchSize;
   const progress = new TrainingProgress({ log, firstStep: step, lastStep, globalBatch: cfg.globalBatch });
   let stoppedEarly = false;
@@ -219,29 +251,62 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
       const tStep = performance.now();
       const { s, batches } = next.value;
       flat.fill(0);
-      for (const b of batches) await accumulate(model, replica, flat, b, weight, dropoutSeeds(cfg.seed, s.globalStep, b.globalIndices));
+      // The exchange starts with the last micro-batch: its buckets leave as soon as the host copy
+      // of their gradients is complete (tfjs hands all gradients over at the end of the backward,
+      // so this overlaps the device → host copies and the accumulation with the network).
+      const ready = new Watermark();
+      let reduced: Promise<Float32Array> | null = null;
+      let computeMs = 0;
+      for (const [i, b] of batches.entries()) {
+        const last = i === batches.length - 1;
+        if (last) {
+          computeMs = performance.now() - tStep;
+          const opts = { ...reduceOpts, ready };
+          reduced = sharded ? c.reduceScatterMean(flat, gradBounds, 'grads', opts) : c.allReduceMean(flat, 'grads', opts);
+          reduced.catch(() => undefined); // awaited below; a failure must not be unhandled meanwhile
+        }
+        await accumulate(model, replica, flat, b, weight, dropoutSeeds(cfg.seed, s.globalStep, b.globalIndices), last ? (end) => ready.advance(end) : undefined);
+      }
       const tReduce = performance.now();
-      await c.allReduceMean(flat, 'grads');
+      await reduced;
+      // Global L2 norm in float64: each rank's running sum over its segment, added in rank order.
+      let gradNorm: number;
+      let loss: number;
+      if (sharded) {
+        const parts = await c.allGatherJson([sumSquares(flat, segLo, segHi), env.rank === env.worldSize - 1 ? flat[replica.size]! : 0], `norm-${step}`);
+        gradNorm = Math.sqrt(parts.reduce((a, p) => a + p[0], 0));
+        loss = parts[env.worldSize - 1][1];
+      } else {
+        gradNorm = Math.sqrt(sumSquares(flat, 0, replica.size));
+        loss = flat[replica.size]!;
+      }
       const reduceMs = performance.now() - tReduce;
-      const gradNorm = l2Norm(flat, replica.size);
       if (cfg.gradClip > 0 && gradNorm > cfg.gradClip) {
         const k = cfg.gradClip / gradNorm;
-        for (let i = 0; i < replica.size; i++) flat[i] *= k;
+        for (let i = segLo; i < segHi; i++) flat[i] *= k;
       }
       const tOpt = performance.now();
       const lr = schedule(step);
-      for (const p of replica.params) optimizer.step(p.name, p.data, flat.subarray(p.offset, p.offset + p.data.length), lr);
-      replica.upload();
+      for (const part of owned) {
+        const p = paramsOf.get(part.name)!;
+        const n = part.flatEnd - part.flatStart;
+        optimizer.stepSlice(part.name, p.data.subarray(part.offset, part.offset + n), flat.subarray(part.flatStart, part.flatEnd), { offset: part.offset, total: part.total }, lr);
+      }
       const optimizerMs = performance.now() - tOpt;
+      const tGather = performance.now();
+      if (sharded) await c.allGather(replica.weights, plan.bounds, 'weights');
+      const gatherMs = performance.now() - tGather;
+      replica.upload();
       step += 1;
       cursor = sampler.advance(s.cursor);
       const stepMs = performance.now() - tStep;
       stepSeconds += stepMs / 1000;
       stepsRun += 1;
-      if (lead) progress.step(step, flat[replica.size]!, s.cursor.epoch);
+      if (lead) progress.step(step, loss, s.cursor.epoch);
       metrics?.write({
-        kind: 'train', step, epoch: s.cursor.epoch, loss: flat[replica.size], lr, gradNorm,
-        samplesPerSec: cfg.globalBatch / (stepMs / 1000), allreduceShare: reduceMs / stepMs, dataWaitMs: tStep - tWait, stepMs, computeMs: tReduce - tStep, optimizerMs,
+        kind: 'train', step, epoch: s.cursor.epoch, loss, lr, gradNorm,
+        samplesPerSec: cfg.globalBatch / (stepMs / 1000), allreduceShare: (reduceMs + gatherMs) / stepMs, dataWaitMs: tStep - tWait, stepMs,
+        computeMs, accumulateMs: tReduce - tStep - computeMs, reduceWaitMs: reduceMs, optimizerMs, gatherMs,
       });
 
       const runEnd = step >= totalSteps;
@@ -256,8 +321,11 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
       }
       const done = runEnd || interrupted || stoppedEarly;
       if (done || epochEnd || improved || (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0)) {
+        // ZeRO-1: every rank's optimizer slices go to rank 0, which writes them as one unsharded state.
+        const slices = sharded ? await c.gather(optimizer.serialize(), 0, `optimizer-${step}`, waitLong) : null;
         if (lead) {
-          const dir = await writeCheckpoint({ runDir: cfg.run, model, tokenizerJson, optimizer: optimizer.serialize(), state: state(), best: improved, keep: cfg.keepCheckpoints });
+          const optimizerBytes = slices === null ? optimizer.serialize() : encodeOptimizerState(mergeOptimizerStates(slices!.map(decodeOptimizerState), optimizerName(cfg)));
+          const dir = await writeCheckpoint({ runDir: cfg.run, model, tokenizerJson, optimizer: optimizerBytes, state: state(), best: improved, keep: cfg.keepCheckpoints });
           log.info('checkpoint', { dir, step });
         }
         await c.barrier(`ckpt-${step}`, waitLong);
@@ -276,6 +344,8 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     log.info('validation', { step, ...m, improved: d.improved, stop: d.stop });
     return { ...d, metrics: m };
   }
+
+  if (lead) log.info('optimizer state of rank 0', { bytes: optimizer.stateBytes(), zero: sharded ? 1 : 0, worldSize: env.worldSize });
 
   // 5. The end: replicas must agree; rank 0 summarises.
   const paramHash = await checkReplicas(c, replica, step);
@@ -297,8 +367,10 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
   return summary;
 }
 
-/** One micro-batch: loss and gradients, added into `flat` with `weight`. */
-async function accumulate(model: SmolVLMRegressor, replica: Replica, flat: Float32Array, b: TrainingBatch, weight: number, seeds: number[]): Promise<void> {
+/** One micro-batch: loss and gradients, added into `flat` with `weight`; `done(end)` as parts of `flat` are final. */
+async function accumulate(
+  model: SmolVLMRegressor, replica: Replica, flat: Float32Array, b: TrainingBatch, weight: number, seeds: number[], done?: (end: number) => void,
+): Promise<void> {
   const t = batchTensors(b);
   let out;
   try {
@@ -306,6 +378,7 @@ async function accumulate(model: SmolVLMRegressor, replica: Replica, flat: Float
   } finally {
     for (const x of Object.values(t)) x.dispose();
   }
-  await replica.accumulate(flat, out.grads, weight);
+  await replica.accumulate(flat, out.grads, weight, done);
   flat[replica.size] += weight * out.loss;
+  done?.(replica.size + 1);
 }

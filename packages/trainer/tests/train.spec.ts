@@ -142,6 +142,27 @@ describe('data-parallel training (real processes + Redis)', () => {
     expect(b.state.sampler).toEqual(a.state.sampler);
   });
 
+  it('(c2) ZeRO-1 (default) equals ZeRO-0 and the Redis data plane byte for byte; its checkpoint resumes on another world size', async () => {
+    const common = { maxSteps: 6, evalEvery: 2 };
+    await run(config('z0', { ...common, zero: 0 }), 2);
+    await run(config('zredis', { ...common, 'collective.dataPlane': 'redis' }), 2);
+    const full = (await readPointer(join(dir, 'c-full'), 'latest'))!; // (c): ZeRO-1 over TCP
+    for (const other of ['z0', 'zredis']) {
+      const ckpt = (await readPointer(join(dir, other), 'latest'))!;
+      for (const f of ['model.safetensors', 'optimizer.bin']) {
+        expect((await readFile(join(ckpt, f))).equals(await readFile(join(full, f))), `${other} ${f}`).toBe(true);
+      }
+    }
+    // 2 ranks to step 3, then 4 ranks to the end: each rank takes its slices of the merged state.
+    await run(config('zresume', { ...common, stopAfterSteps: 3 }), 2);
+    await run(config('zresume', { ...common, resume: true }), 4);
+    const resumed = await trainedTensors((await readPointer(join(dir, 'zresume'), 'latest'))!);
+    const reference = await trainedTensors(full);
+    for (const [name, a] of reference) expect(relDiff(resumed.get(name)!, a), name).toBeLessThan(1e-5);
+    const state = (await readTrainerFiles((await readPointer(join(dir, 'zresume'), 'latest'))!)).state;
+    expect([state.step, state.worldSize]).toEqual([6, 4]);
+  });
+
   it('(d) kill -9 of a worker: with --max-restarts 1 the run completes from the latest checkpoint; without, it fails naming the rank; no orphans', async () => {
     const killWhenCheckpointed = (runDir: string): Partial<LaunchOptions> => ({
       onWorker: ({ rank, attempt, pid }) => {
