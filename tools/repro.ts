@@ -82,8 +82,9 @@ async function treeHash(dir: string): Promise<{ hash: string; files: number }> {
   return { hash: sha256(entries.join('\n')), files: entries.length };
 }
 
-/** Fields of metrics.jsonl that measure the machine, not the trajectory. */
-const TIMING_FIELDS = new Set(['time', 'samplesPerSec', 'allreduceShare', 'dataWaitMs', 'stepMs', 'computeMs', 'optimizerMs']);
+/** Fields of metrics.jsonl that measure the machine, not the trajectory: durations end in `Ms`. */
+const TIMING_FIELDS = new Set(['time', 'samplesPerSec', 'allreduceShare']);
+const isTiming = (k: string) => TIMING_FIELDS.has(k) || k.endsWith('Ms');
 
 interface Fingerprint {
   shards: string;
@@ -107,7 +108,7 @@ async function fingerprint(dir: string, shardsDir: string): Promise<Fingerprint>
   const run = join(dir, 'run');
   const ckpt = await checkpointDir(run);
   const rows = (await readFile(join(run, 'metrics.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-  const trajectory = rows.map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).filter(([k]) => !TIMING_FIELDS.has(k)))));
+  const trajectory = rows.map((r) => JSON.stringify(Object.fromEntries(Object.entries(r).filter(([k]) => !isTiming(k)))));
   const train = rows.filter((r) => r.kind === 'train');
   const val = rows.filter((r) => r.kind === 'val').at(-1) as { rmse: number; plcc: number; srcc: number } | undefined;
   const report = JSON.parse(await readFile(join(dir, 'report', 'report.json'), 'utf8')) as { metrics: { rmse: number; plcc: number; srcc: number } };

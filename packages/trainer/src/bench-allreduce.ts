@@ -10,11 +10,7 @@
  * t is the slowest rank's time of an iteration (each iteration starts at a barrier), averaged
  * over the iterations. GB/s are 10⁹ bytes per second.
  */
-import { spawn } from 'node:child_process';
 import { createConnection, createServer, type Socket } from 'node:net';
-import { randomBytes } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import {
   CollectiveError,
@@ -29,6 +25,7 @@ import {
   UsageError,
   type CommandSpec,
 } from '@smolrate/core';
+import { reportBenchResult, runBenchWorkers } from './bench-workers.js';
 import { RedisCollective } from './redis-collective.js';
 import { COLLECTIVE_DEFAULTS, MAX_CHUNK_BYTES } from './redis-collective-options.js';
 import { runPrefix } from './collective-keys.js';
@@ -100,16 +97,6 @@ interface WorkerReport {
   rawRedis: number[];
 }
 
-const RESULT_PREFIX = 'BENCH_RESULT ';
-
-/** How to start a worker: the built entry, or the TypeScript source through tsx's loader. */
-function workerCommand(): { script: string; execArgv: string[] } {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const script = fileURLToPath(new URL(fromSource ? './bench-allreduce-main.ts' : './bench-allreduce-main.js', import.meta.url));
-  const execArgv = fromSource ? ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href] : [];
-  return { script, execArgv };
-}
-
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 export async function runAllReduceBench(opts: AllReduceBenchOptions = {}): Promise<AllReduceBenchResult> {
@@ -127,54 +114,9 @@ export async function runAllReduceBench(opts: AllReduceBenchOptions = {}): Promi
 
   const owned = opts.redisUrl === undefined ? await ensureRedis({ name: 'bench-allreduce' }) : undefined;
   const url = opts.redisUrl ?? owned!.url;
-  const runId = `bench-${randomBytes(4).toString('hex')}`;
   const params: WorkerParams = { bytes, iters, chunkBytes };
-  const { script, execArgv } = workerCommand();
   try {
-    let resultLine: string | undefined;
-    const children = [...Array(workers).keys()].map((rank) => {
-      const child = spawn(process.execPath, [...execArgv, script, '--child'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: {
-          ...process.env,
-          RANK: String(rank),
-          LOCAL_RANK: String(rank),
-          WORLD_SIZE: String(workers),
-          SMOLRATE_RUN_ID: runId,
-          REDIS_URL: url,
-          SMOLRATE_BENCH: JSON.stringify(params),
-        },
-      });
-      let stderr = '';
-      let stdout = '';
-      child.stdout!.on('data', (d: Buffer) => {
-        stdout += d.toString();
-        const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-        if (line !== undefined) resultLine = line.slice(RESULT_PREFIX.length);
-      });
-      child.stderr!.on('data', (d: Buffer) => {
-        stderr += d.toString();
-        opts.onWorkerStderr?.(rank, d.toString());
-      });
-      const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-        child.once('exit', (code, signal) => resolve({ code, signal })),
-      );
-      return { rank, child, exit, stderr: () => stderr };
-    });
-    // Like the launcher's watchdog: one failed worker stops the others.
-    let failure: string | undefined;
-    await Promise.all(
-      children.map(async (c) => {
-        const { code, signal } = await c.exit;
-        if (code !== 0 && failure === undefined) {
-          failure = `bench worker ${c.rank} exited with ${code ?? signal}: ${c.stderr().trim().split('\n').slice(-3).join(' | ')}`;
-          for (const o of children) if (o.child.exitCode === null && o.child.signalCode === null) o.child.kill('SIGTERM');
-        }
-      }),
-    );
-    if (failure !== undefined) throw new CollectiveError(failure);
-    if (resultLine === undefined) throw new CollectiveError('bench: rank 0 reported no result');
-    const reports = JSON.parse(resultLine) as WorkerReport[];
+    const { runId, result: reports } = await runBenchWorkers<WorkerReport[]>({ kind: 'allreduce', workers, redisUrl: url, params, onWorkerStderr: opts.onWorkerStderr });
 
     const slowest = (k: keyof WorkerReport) => [...Array(iters).keys()].map((i) => Math.max(...reports.map((r) => r[k][i])));
     const n = workers;
@@ -363,7 +305,7 @@ export async function runAllReduceBenchWorker(env: NodeJS.ProcessEnv = process.e
     }
 
     const all = await tcp.allGatherJson(report, 'reports');
-    if (rank === 0) process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(all)}\n`);
+    if (rank === 0) reportBenchResult(all);
   } finally {
     await tcp.close();
     await red.close();

@@ -89,10 +89,3 @@ export class Replica {
     return h.digest('hex');
   }
 }
-
-/** Σ x[i]² over [lo, hi), one running sum in float64 (the global norm adds the ranks' sums in rank order). */
-export function sumSquares(x: Float32Array, lo = 0, hi = x.length): number {
-  let s = 0;
-  for (let i = lo; i < hi; i++) s += x[i] * x[i];
-  return s;
-}

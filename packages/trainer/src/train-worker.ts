@@ -27,6 +27,7 @@ import { AdamW8bit } from './adamw8bit.js';
 import { BatchBuilder, type TrainingBatch } from './batches.js';
 import { readPointer, readTrainerFiles, TRAINER_STATE_FORMAT, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { LocalCollective, type Collective } from './collective.js';
+import { DataParallelUpdate } from './data-parallel-update.js';
 import { checkTrainerConfig, effectiveMicroBatch, featureCacheDir, type TrainerConfig } from './config.js';
 import { EarlyStopping } from './early-stopping.js';
 import { batchTensors, evaluate } from './evaluate.js';
@@ -37,12 +38,11 @@ import { decodeOptimizerState, encodeOptimizerState, mergeOptimizerStates, slice
 import { precomputeFeatures } from './precompute-features.js';
 import { Prefetcher } from './prefetcher.js';
 import { RedisCollective } from './redis-collective.js';
-import { Replica, sumSquares } from './replica.js';
+import { Replica } from './replica.js';
 import { dropoutSeeds, GlobalSampler, type SamplerStep } from './sampler.js';
 import { ShardDataset } from './shard-dataset.js';
 import { TrainingProgress } from './training-progress.js';
 import type { ValMetrics } from './val-metrics.js';
-import { ownedSlices, planZeroShards, type ShardPart } from './zero-shards.js';
 
 /** The resolved config travels to the workers as JSON in this variable. */
 export const CONFIG_ENV = 'SMOLRATE_TRAINER_CONFIG';
@@ -198,16 +198,11 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     log.info('resumed', { checkpoint: resumeDir, step, epoch: cursor.epoch });
   }
   const replica = Replica.of(model);
-  // ZeRO-1: this rank's segment of the flat parameters; without it one segment holds everything.
-  const sharded = cfg.zero === 1 && env.worldSize > 1;
   const blockSize = savedOptimizer !== null ? decodeOptimizerState(savedOptimizer).meta.hyper.blockSize : ADAMW_DEFAULTS.blockSize;
-  const plan = planZeroShards(replica.params.map((p) => ({ name: p.name, offset: p.offset, length: p.data.length })), sharded ? env.worldSize : 1, blockSize);
-  const segment = sharded ? env.rank : 0;
-  const owned: ShardPart[] = plan.parts[segment];
-  const optimizer = makeOptimizer(cfg, savedOptimizer, sharded ? ownedSlices(plan, env.rank) : null);
+  const update = new DataParallelUpdate({ collective: c, params: replica.params, weights: replica.weights, zero: cfg.zero, blockSize, gradDtype: cfg.gradDtype, gradClip: cfg.gradClip });
+  const sharded = update.sharded;
+  const optimizer = makeOptimizer(cfg, savedOptimizer, update.ownedSlices());
   savedOptimizer = null;
-  // The gradient segments: the loss (last element) belongs to the last rank.
-  const gradBounds = [...plan.bounds.slice(0, -1), replica.size + 1];
   await checkReplicas(c, replica, step); // identical starting weights (and resumed state) everywhere
 
   const metrics = lead ? new MetricsSink(join(cfg.run, 'metrics.jsonl')) : null;
@@ -233,11 +228,8 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     depth: cfg.prefetch,
     build: async (s: SamplerStep) => ({ s, batches: await Promise.all(sampler.microBatches(s.cursor.epoch, s.cursor.step).map((ix) => trainBatches.build(ix))) }),
   });
-  const flat = new Float32Array(replica.size + 1); // [grads…, loss]
-  const [segLo, segHi] = [plan.bounds[segment], plan.bounds[segment + 1]];
-  const reduceOpts = { dtype: cfg.gradDtype };
-  const paramsOf = new Map(replica.params.map((p) => [p.name, p]));
-  if (lead) log.info('data parallel', { zero: sharded ? 1 : 0, segments: plan.bounds, gradDtype: cfg.gradDtype, dataPlane: env.worldSize > 1 ? cfg.collective.dataPlane : null });
+  const flat = update.flat;
+  if (lead) log.info('data parallel', { zero: sharded ? 1 : 0, segments: update.plan.bounds, gradDtype: cfg.gradDtype, dataPlane: env.worldSize > 1 ? cfg.collective.dataPlane : null });
   const weight = micro / sampler.rankBatchSize;
   const progress = new TrainingProgress({ log, firstStep: step, lastStep, globalBatch: cfg.globalBatch });
   let stoppedEarly = false;
@@ -255,47 +247,15 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
       // of their gradients is complete (tfjs hands all gradients over at the end of the backward,
       // so this overlaps the device → host copies and the accumulation with the network).
       const ready = new Watermark();
-      let reduced: Promise<Float32Array> | null = null;
-      let computeMs = 0;
+      let exchange: Promise<Float32Array> | null = null;
       for (const [i, b] of batches.entries()) {
         const last = i === batches.length - 1;
-        if (last) {
-          computeMs = performance.now() - tStep;
-          const opts = { ...reduceOpts, ready };
-          reduced = sharded ? c.reduceScatterMean(flat, gradBounds, 'grads', opts) : c.allReduceMean(flat, 'grads', opts);
-          reduced.catch(() => undefined); // awaited below; a failure must not be unhandled meanwhile
-        }
+        if (last) exchange = update.exchange(ready);
         await accumulate(model, replica, flat, b, weight, dropoutSeeds(cfg.seed, s.globalStep, b.globalIndices), last ? (end) => ready.advance(end) : undefined);
       }
       const tReduce = performance.now();
-      await reduced;
-      // Global L2 norm in float64: each rank's running sum over its segment, added in rank order.
-      let gradNorm: number;
-      let loss: number;
-      if (sharded) {
-        const parts = await c.allGatherJson([sumSquares(flat, segLo, segHi), env.rank === env.worldSize - 1 ? flat[replica.size]! : 0], `norm-${step}`);
-        gradNorm = Math.sqrt(parts.reduce((a, p) => a + p[0], 0));
-        loss = parts[env.worldSize - 1][1];
-      } else {
-        gradNorm = Math.sqrt(sumSquares(flat, 0, replica.size));
-        loss = flat[replica.size]!;
-      }
-      const reduceMs = performance.now() - tReduce;
-      if (cfg.gradClip > 0 && gradNorm > cfg.gradClip) {
-        const k = cfg.gradClip / gradNorm;
-        for (let i = segLo; i < segHi; i++) flat[i] *= k;
-      }
-      const tOpt = performance.now();
       const lr = schedule(step);
-      for (const part of owned) {
-        const p = paramsOf.get(part.name)!;
-        const n = part.flatEnd - part.flatStart;
-        optimizer.stepSlice(part.name, p.data.subarray(part.offset, part.offset + n), flat.subarray(part.flatStart, part.flatEnd), { offset: part.offset, total: part.total }, lr);
-      }
-      const optimizerMs = performance.now() - tOpt;
-      const tGather = performance.now();
-      if (sharded) await c.allGather(replica.weights, plan.bounds, 'weights');
-      const gatherMs = performance.now() - tGather;
+      const { loss, gradNorm, reduceMs, optimizerMs, gatherMs } = await update.apply(exchange!, optimizer, lr, step);
       replica.upload();
       step += 1;
       cursor = sampler.advance(s.cursor);
@@ -306,7 +266,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
       metrics?.write({
         kind: 'train', step, epoch: s.cursor.epoch, loss, lr, gradNorm,
         samplesPerSec: cfg.globalBatch / (stepMs / 1000), allreduceShare: (reduceMs + gatherMs) / stepMs, dataWaitMs: tStep - tWait, stepMs,
-        computeMs, accumulateMs: tReduce - tStep - computeMs, reduceWaitMs: reduceMs, optimizerMs, gatherMs,
+        computeMs: tReduce - tStep, reduceWaitMs: reduceMs, optimizerMs, gatherMs,
       });
 
       const runEnd = step >= totalSteps;
