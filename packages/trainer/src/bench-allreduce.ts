@@ -41,7 +41,7 @@ export interface AllReduceBenchOptions {
   iters?: number;
   /** Redis to use. Default: REDIS_URL, else a private redis-server for the duration. */
   redisUrl?: string;
-  /** Chunk size of the collective and of the raw measurement. Default 8 MiB. */
+  /** Chunk size of the collective and of the raw measurement. Default: the collective's (4 MiB). */
   chunkBytes?: number;
   /** Worker diagnostics (stderr lines). Default: discarded unless a worker fails. */
   onWorkerStderr?: (rank: number, text: string) => void;
@@ -178,9 +178,7 @@ async function rawTcpRounds(c: RedisCollective, perPeer: number, chunkBytes: num
   const n = c.worldSize;
   const r = c.rank;
   const server = createServer({ noDelay: true });
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
-  const port = (server.address() as { port: number }).port;
-  const ports = await c.allGatherJson(port, 'raw-ports');
+  // The handler goes on before the port is published: a peer may connect as soon as it has it.
   const out: Socket[] = [];
   const accepted = new Promise<void>((resolve) => {
     server.on('connection', (s) => {
@@ -189,6 +187,9 @@ async function rawTcpRounds(c: RedisCollective, perPeer: number, chunkBytes: num
       if (out.length === n - 1) resolve();
     });
   });
+  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  const port = (server.address() as { port: number }).port;
+  const ports = await c.allGatherJson(port, 'raw-ports');
   let received = 0;
   let wake: (() => void) | null = null;
   const rx: Socket[] = [];
@@ -320,7 +321,7 @@ export const benchAllReduceCommand: CommandSpec = {
     '  --workers N      worker processes (default 4)',
     '  --mb N           buffer size in MiB (default 64)',
     '  --iters N        timed iterations after one warm-up (default 5)',
-    '  --chunk-mib N    bucket / Redis value size, in MiB (default 8, at most 32)',
+    '  --chunk-mib N    bucket / Redis value size, in MiB (default 4, at most 32)',
     '  --redis URL      Redis to use (default: REDIS_URL, else a private redis-server)',
     '  --json           print the result as JSON',
   ].join('\n'),

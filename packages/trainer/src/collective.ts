@@ -30,12 +30,6 @@ export interface ReduceCallOptions extends CollectiveCallOptions {
   ready?: Watermark;
 }
 
-/** Options of the all-gather. */
-export interface GatherCallOptions extends CollectiveCallOptions {
-  /** When given, parts of this rank's segment may be sent only once the watermark has passed them. */
-  ready?: Watermark;
-}
-
 export interface Collective {
   readonly rank: number;
   readonly worldSize: number;
@@ -60,12 +54,8 @@ export interface Collective {
    * the mean (the same bytes `allReduceMean` gives there). The rest of `data` is unspecified.
    */
   reduceScatterMean(data: Float32Array, bounds: readonly number[], tag: string, options?: ReduceCallOptions): Promise<Float32Array>;
-  /**
-   * All-gather: segment s of `data` (as cut by `bounds`) is copied from rank s to every rank, in
-   * place. With `ready`, parts of this rank's segment may be sent only once the watermark has
-   * passed them (the optimizer advances it as it steps, so sending overlaps the update).
-   */
-  allGather(data: Float32Array, bounds: readonly number[], tag: string, options?: GatherCallOptions): Promise<Float32Array>;
+  /** All-gather: segment s of `data` (as cut by `bounds`) is copied from rank s to every rank, in place. */
+  allGather(data: Float32Array, bounds: readonly number[], tag: string, options?: CollectiveCallOptions): Promise<Float32Array>;
   /** Every rank's bytes, indexed by rank, on `root`; null on the other ranks. */
   gather(data: Uint8Array, root: number, tag: string, options?: CollectiveCallOptions): Promise<Uint8Array[] | null>;
   /** Every rank's value (JSON round trip), indexed by rank. */
@@ -119,11 +109,10 @@ export class LocalCollective implements Collective {
     return options?.dtype === 'bf16' ? roundToBf16InPlace(data) : data;
   }
 
-  async allGather(data: Float32Array, bounds: readonly number[], tag: string, options?: GatherCallOptions): Promise<Float32Array> {
+  async allGather(data: Float32Array, bounds: readonly number[], tag: string): Promise<Float32Array> {
     const what = `allGather '${tag}'`;
     this.check(what);
     checkBounds(bounds, 1, data.length, what);
-    if (options?.ready) await options.ready.reached(data.length);
     return data;
   }
 

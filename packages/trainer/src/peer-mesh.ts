@@ -737,11 +737,8 @@ export class PeerMesh {
     });
   }
 
-  /**
-   * All-gather: rank s's segment [bounds[s], bounds[s+1]) of `data` is copied to every rank. With
-   * `ready`, a bucket of this rank's segment is sent once the watermark has passed its end.
-   */
-  allGather(seq: number, what: string, tag: string, data: Float32Array, bounds: readonly number[], bucketElems: number, ready?: Watermark): Promise<void> {
+  /** All-gather: rank s's segment [bounds[s], bounds[s+1]) of `data` is copied to every rank. */
+  allGather(seq: number, what: string, tag: string, data: Float32Array, bounds: readonly number[], bucketElems: number): Promise<void> {
     const n = this.worldSize;
     const r = this.rank;
     const th = tagHash(tag);
@@ -749,37 +746,25 @@ export class PeerMesh {
     const bucket = Math.max(1, bucketElems);
     const others = [...Array(n - 1).keys()].map((i) => (r + 1 + i) % n);
     let pending = others.reduce((a, s) => a + Math.ceil((bounds[s + 1] - bounds[s]) / bucket), 0);
-    let sendsDone = false;
-    return this.run(seq, what, others, (finish) => {
-      const maybeFinish = () => {
-        if (sendsDone && pending === 0) finish();
-      };
-      return {
-        sink: {
-          target: (from, h) => {
-            if (h.kind !== KIND_RESULT || h.tag !== th || h.total !== total) throw new CollectiveError(`${what}: rank ${from} called it with ${h.total} elements, rank ${r} with ${total} (or another tag)`);
-            if (h.lo < bounds[from] || h.lo + h.count > bounds[from + 1]) throw new CollectiveError(`${what}: rank ${from} sent elements outside its segment (different bounds?)`);
-            return bytesOf(data, h.lo * 4, h.count * 4);
-          },
-          done: () => {
-            pending--;
-            maybeFinish();
-          },
+    return this.run(seq, what, others, (finish) => ({
+      sink: {
+        target: (from, h) => {
+          if (h.kind !== KIND_RESULT || h.tag !== th || h.total !== total) throw new CollectiveError(`${what}: rank ${from} called it with ${h.total} elements, rank ${r} with ${total} (or another tag)`);
+          if (h.lo < bounds[from] || h.lo + h.count > bounds[from + 1]) throw new CollectiveError(`${what}: rank ${from} sent elements outside its segment (different bounds?)`);
+          return bytesOf(data, h.lo * 4, h.count * 4);
         },
-        start: async () => {
-          for (let lo = bounds[r]; lo < bounds[r + 1]; lo += bucket) {
-            const hi = Math.min(lo + bucket, bounds[r + 1]);
-            if (ready) {
-              await ready.reached(hi);
-              if (this.active?.seq !== seq) return;
-            }
-            for (const t of others) this.send(t, what, { seq, kind: KIND_RESULT, dtype: 0, lo, count: hi - lo, total, tag: th }, bytesOf(data, lo * 4, (hi - lo) * 4));
-          }
-          sendsDone = true;
-          maybeFinish();
+        done: () => {
+          if (--pending === 0) finish();
         },
-      };
-    });
+      },
+      start: () => {
+        for (let lo = bounds[r]; lo < bounds[r + 1]; lo += bucket) {
+          const hi = Math.min(lo + bucket, bounds[r + 1]);
+          for (const t of others) this.send(t, what, { seq, kind: KIND_RESULT, dtype: 0, lo, count: hi - lo, total, tag: th }, bytesOf(data, lo * 4, (hi - lo) * 4));
+        }
+        if (pending === 0) finish();
+      },
+    }));
   }
 
   /** Gather of byte blobs to `root`: the root gets every rank's bytes (by rank), the others null. */

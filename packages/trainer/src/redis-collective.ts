@@ -32,7 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { CollectiveError, redactUrl } from '@smolrate/core';
-import type { Collective, CollectiveCallOptions, GatherCallOptions, ReduceCallOptions } from './collective.js';
+import type { Collective, CollectiveCallOptions, ReduceCallOptions } from './collective.js';
 import { checkBounds, checkRoot, equalBounds, jsonRoundTrip } from './collective-checks.js';
 import { roundToBf16InPlace } from './grad-transport.js';
 import { PeerMesh } from './peer-mesh.js';
@@ -537,16 +537,15 @@ export class RedisCollective implements Collective {
     });
   }
 
-  async allGather(data: Float32Array, bounds: readonly number[], tag: string, options?: GatherCallOptions): Promise<Float32Array> {
+  async allGather(data: Float32Array, bounds: readonly number[], tag: string, options?: CollectiveCallOptions): Promise<Float32Array> {
     checkBounds(bounds, this.worldSize, data.length, `allGather '${tag}'`);
     if (this.mesh !== null) {
       const mesh = this.mesh;
       return this.op('allGather', tag, options, async (ctx) => {
-        await this.meshWait(mesh.allGather(ctx.seq, ctx.what, tag, data, bounds, this.o.chunkBytes / 4, options?.ready), ctx);
+        await this.meshWait(mesh.allGather(ctx.seq, ctx.what, tag, data, bounds, this.o.chunkBytes / 4), ctx);
         return data;
       });
     }
-    if (options?.ready) await options.ready.reached(bounds[this.rank + 1]);
     // Redis: one broadcast per segment.
     for (let s = 0; s < this.worldSize; s++) {
       const seg = new Uint8Array(data.buffer, data.byteOffset + bounds[s] * 4, (bounds[s + 1] - bounds[s]) * 4);
