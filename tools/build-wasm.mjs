@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// Builds the AdamW8bit WebAssembly kernel from its AssemblyScript source:
-//   packages/trainer/assembly/adamw-kernel.ts → packages/trainer/wasm/adamw-kernel.wasm
-// Deterministic (same asc version from package-lock → same bytes); the trainer's kernel spec
-// rebuilds into a temp file and checks the committed binary is byte-identical.
-// Usage: node tools/build-wasm.mjs [--out FILE] [--wat FILE]
+// Builds the trainer's WebAssembly kernels from their AssemblyScript sources:
+//   packages/trainer/assembly/NAME.ts → packages/trainer/wasm/NAME.wasm
+// for NAME in KERNELS (adamw-kernel: the AdamW8bit update; reduce-kernel: the collective's mean).
+// Deterministic (same asc version from package-lock → same bytes); the trainer's kernel specs
+// rebuild into a temp folder and check the committed binaries are byte-identical.
+// Usage: node tools/build-wasm.mjs [--out-dir DIR] [--wat]
 import { fileURLToPath } from 'node:url';
 
 const root = (p) => fileURLToPath(new URL(`../${p}`, import.meta.url));
@@ -22,13 +23,13 @@ export const ASC_FLAGS = [
   '1',
 ];
 
-export const KERNEL_SOURCE = root('packages/trainer/assembly/adamw-kernel.ts');
-export const KERNEL_WASM = root('packages/trainer/wasm/adamw-kernel.wasm');
+export const KERNELS = ['adamw-kernel', 'reduce-kernel'];
+export const WASM_DIR = root('packages/trainer/wasm');
 
-/** Compiles the kernel to `out` (and optionally its text form to `wat`); throws on a compile error. */
-export async function buildKernel(out = KERNEL_WASM, wat) {
+/** Compiles kernel `name` to `out` (and optionally its text form to `wat`); throws on a compile error. */
+export async function buildKernel(name, out, wat) {
   const asc = await import('assemblyscript/asc');
-  const args = [KERNEL_SOURCE, '--outFile', out, ...(wat ? ['--textFile', wat] : []), ...ASC_FLAGS];
+  const args = [root(`packages/trainer/assembly/${name}.ts`), '--outFile', out, ...(wat ? ['--textFile', wat] : []), ...ASC_FLAGS];
   let log = '';
   const sink = { write: (s) => ((log += String(s)), true) };
   const { error } = await asc.main(args, { stdout: sink, stderr: sink });
@@ -43,6 +44,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const out = await buildKernel(flag('--out') ?? KERNEL_WASM, flag('--wat'));
-  console.log(`wrote ${out}`);
+  const dir = flag('--out-dir') ?? WASM_DIR;
+  for (const name of KERNELS) {
+    const out = await buildKernel(name, `${dir}/${name}.wasm`, argv.includes('--wat') ? `${dir}/${name}.wat` : undefined);
+    console.log(`wrote ${out}`);
+  }
 }

@@ -1,15 +1,8 @@
-import { spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Rng } from '@smolrate/core';
 import { describe, expect, it } from 'vitest';
 import { step8bitReference, stepFp32Reference } from '../tests/adamw-reference.js';
 import {
   KERNEL_CHUNK_ELEMENTS,
-  KERNEL_WASM_URL,
   packedLookup,
   step8bitKernel,
   stepFp32Kernel,
@@ -329,33 +322,6 @@ describe('the packed requantisation lookup equals lookupCode', () => {
     for (let i = 0; i < 300_000; i++) {
       check(fromBits(((rng.int(65536) << 16) | rng.int(65536)) >>> 0));
       check(f((rng.next() * 2 - 1) * Math.pow(10, -8 * rng.next())));
-    }
-  });
-});
-
-describe('the committed kernel binary', () => {
-  const root = fileURLToPath(new URL('../../../', import.meta.url));
-  let hasAsc = true;
-  try {
-    createRequire(import.meta.url).resolve('assemblyscript/package.json');
-  } catch {
-    hasAsc = false;
-  }
-  // Without the devDependency (a production install) the binary cannot be rebuilt here.
-  it.skipIf(!hasAsc)('is what tools/build-wasm.mjs builds from packages/trainer/assembly/adamw-kernel.ts', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'adamw-kernel-'));
-    try {
-      const out = join(dir, 'adamw-kernel.wasm');
-      const res = spawnSync(process.execPath, [join(root, 'tools/build-wasm.mjs'), '--out', out], { cwd: root, encoding: 'utf8' });
-      expect(res.status, res.stderr).toBe(0);
-      const rebuilt = readFileSync(out);
-      const committed = readFileSync(KERNEL_WASM_URL);
-      expect(
-        Buffer.compare(rebuilt, committed),
-        'packages/trainer/wasm/adamw-kernel.wasm is stale: run `npm run build:wasm` and commit the result',
-      ).toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -7,8 +7,8 @@
  * linear memory in chunks of whole blocks (copy in, run, copy out). The code tables of
  * quant-tables.ts are copied into that memory once, when this module is loaded.
  */
-import { readFileSync } from 'node:fs';
 import { SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
+import { WasmKernel, type WasmGlobal } from './wasm-kernel.js';
 
 /** The float32 scalars of one update (OPTIM.md "One step"). */
 export interface StepScalars {
@@ -50,21 +50,6 @@ export interface Q8State {
   mAbsmax: Float32Array;
   vAbsmax: Float32Array;
 }
-
-// The slice of the WebAssembly JS API used here (the repo's lib settings have no DOM types).
-interface WasmGlobal {
-  readonly value: unknown;
-}
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { readonly exports: unknown };
-}
-const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 interface KernelExports {
   M_TABLE: WasmGlobal;
@@ -110,31 +95,14 @@ interface KernelExports {
 /** Elements per chunk (rounded down to whole blocks, at least one block): ≈ 640 KiB of buffers. */
 export const KERNEL_CHUNK_ELEMENTS = 65536;
 
-const PAGE = 65536;
 const align = (x: number) => Math.ceil(x / 64) * 64;
 
-/** The kernel binary's location (next to src/ and dist/ alike). */
-export const KERNEL_WASM_URL = new URL('../wasm/adamw-kernel.wasm', import.meta.url);
 
-const memory = new wasm.Memory({ initial: 16 });
-const kernel = new wasm.Instance(new wasm.Module(readFileSync(KERNEL_WASM_URL)), { env: { memory } }).exports as KernelExports;
+const k = new WasmKernel<KernelExports>('adamw-kernel');
+const kernel = k.exports;
 const addr = (g: WasmGlobal) => g.value as number;
 const TABLES_END = addr(kernel.TABLES_END);
-
-let heapF32 = new Float32Array(memory.buffer);
-let heapU8 = new Uint8Array(memory.buffer);
-
-function ensureBytes(bytes: number): void {
-  if (bytes <= memory.buffer.byteLength) return;
-  const pages = Math.ceil((bytes - memory.buffer.byteLength) / PAGE);
-  try {
-    memory.grow(pages);
-  } catch (e) {
-    throw new RangeError(`adamw kernel: cannot grow wasm memory to ${bytes} bytes (${String(e)})`);
-  }
-  heapF32 = new Float32Array(memory.buffer);
-  heapU8 = new Uint8Array(memory.buffer);
-}
+const ensureBytes = (bytes: number) => k.ensureBytes(bytes);
 
 // Order-preserving uint32 key of a float32's bits (as in quant-tables.ts).
 const keyF32 = new Float32Array(1);
@@ -177,10 +145,10 @@ export function packedLookup(code: QuantCode): Uint32Array {
 function loadTables(): void {
   if (SIGNED_CODE.zeroCode !== 127 || UNSIGNED_CODE.zeroCode !== 0) throw new Error('adamw kernel: unexpected zero codes');
   ensureBytes(TABLES_END);
-  heapF32.set(SIGNED_CODE.table, addr(kernel.M_TABLE) / 4);
-  heapF32.set(UNSIGNED_CODE.table, addr(kernel.V_TABLE) / 4);
-  new Uint32Array(memory.buffer, addr(kernel.M_PACK), 65536).set(packedLookup(SIGNED_CODE));
-  new Uint32Array(memory.buffer, addr(kernel.V_PACK), 65536).set(packedLookup(UNSIGNED_CODE));
+  k.f32.set(SIGNED_CODE.table, addr(kernel.M_TABLE) / 4);
+  k.f32.set(UNSIGNED_CODE.table, addr(kernel.V_TABLE) / 4);
+  new Uint32Array(k.buffer, addr(kernel.M_PACK), 65536).set(packedLookup(SIGNED_CODE));
+  new Uint32Array(k.buffer, addr(kernel.V_PACK), 65536).set(packedLookup(UNSIGNED_CODE));
 }
 loadTables();
 
@@ -225,8 +193,8 @@ function run8bit(param: Float32Array, grad: Float32Array, st: Q8State, blockSize
   const SM = align(VA + 4 * nb);
   const SV = align(SM + 4 * kernelBlock);
   ensureBytes(SV + 4 * kernelBlock);
-  const f32 = heapF32;
-  const u8 = heapU8;
+  const f32 = k.f32;
+  const u8 = k.u8;
   const { beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay } = sc ?? NO_SCALARS;
   for (let off = 0; off < n; off += chunk) {
     const len = Math.min(chunk, n - off);
@@ -269,7 +237,7 @@ function runFp32(param: Float32Array, grad: Float32Array, m: Float32Array, v: Fl
   const M = align(G + 4 * chunk);
   const V = align(M + 4 * chunk);
   ensureBytes(V + 4 * chunk);
-  const f32 = heapF32;
+  const f32 = k.f32;
   const { beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay } = sc ?? NO_SCALARS;
   for (let off = 0; off < n; off += chunk) {
     const len = Math.min(chunk, n - off);

@@ -14,6 +14,7 @@
  * so all ranks hold identical results whatever the order of arrival.
  */
 import { CollectiveError } from '@smolrate/core';
+import { meanInRankOrderKernel } from './reduce-kernel.js';
 
 export interface AllReducePlan {
   readonly length: number;
@@ -59,24 +60,8 @@ export function meanInRankOrder(parts: readonly Float32Array[], out: Float32Arra
       throw new CollectiveError(`allReduceMean: part ${k} has ${parts[k].length} elements, expected ${len}`);
     }
   }
-  const f = Math.fround;
   if (n === 1) {
     if (parts[0] !== out) out.set(parts[0]);
-  } else if (n === 2) {
-    const [a, b] = parts;
-    for (let i = 0; i < len; i++) out[i] = f(a[i] + b[i]) / 2;
-  } else if (n === 3) {
-    const [a, b, c] = parts;
-    for (let i = 0; i < len; i++) out[i] = f(f(a[i] + b[i]) + c[i]) / 3;
-  } else if (n === 4) {
-    const [a, b, c, d] = parts;
-    for (let i = 0; i < len; i++) out[i] = f(f(f(a[i] + b[i]) + c[i]) + d[i]) / 4;
-  } else {
-    for (let i = 0; i < len; i++) {
-      let acc = parts[0][i];
-      for (let k = 1; k < n; k++) acc = f(acc + parts[k][i]);
-      out[i] = acc / n;
-    }
-  }
+  } else meanInRankOrderKernel(parts, out); // the float32 arithmetic above, in WebAssembly SIMD
   return out;
 }

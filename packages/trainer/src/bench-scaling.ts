@@ -166,7 +166,7 @@ export const benchScalingCommand: CommandSpec = {
     '                           measured 256M CPU step, and a GPU-like 100 ms at which communication shows)',
     '  --sim-global-batch N     (default 4)   --sim-steps N (default 3; the first is not timed)',
     '  --sim-zero 0|1 (default 1)   --sim-grad-dtype f32|bf16 (default f32)   --sim-collective tcp|redis (default tcp)',
-    '  --sim-bucket-mb N        bucket size of the exchange (default 8)',
+    '  --sim-bucket-mb N        bucket size of the exchange (default 4)',
   ].join('\n'),
   async run(argv) {
     const args = parseArgs(argv, ['json', 'fp32-embedding-state', 'no-sim']);
@@ -198,7 +198,7 @@ export const benchScalingCommand: CommandSpec = {
         zero: flagNumber(args, 'simZero', 1)!,
         gradDtype: dtype,
         dataPlane: plane,
-        bucketBytes: flagNumber(args, 'simBucketMb', 8)! * 1024 * 1024,
+        bucketBytes: flagNumber(args, 'simBucketMb', 4)! * 1024 * 1024,
         redisUrl: redis,
         onProgress: (l) => log.info(l),
       };

@@ -51,7 +51,7 @@ export const TRAINER_CONFIG_SCHEMA = {
     host: field.string('127.0.0.1', 'tcp data plane: address each rank listens on (0.0.0.0 for ranks on several hosts)'),
     port: field.string('0', 'tcp data plane: port to listen on: 0 = any free port, N, or a range "29500-29599"'),
     advertise: field.string('', 'tcp data plane: address the other ranks dial; default: host, or the first external IPv4 when host is 0.0.0.0'),
-    bucketMb: field.int(8, 'MiB per gradient bucket (one frame of the data plane; sent as soon as the gradients in it are ready)', { min: 1, max: 32 }),
+    bucketMb: field.int(4, 'MiB per gradient bucket (one frame of the data plane; sent as soon as the gradients in it are ready)', { min: 1, max: 32 }),
   }),
 };
 

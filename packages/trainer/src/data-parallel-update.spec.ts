@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AdamW8bit } from './adamw8bit.js';
 import { LocalCollective, type Collective } from './collective.js';
-import { DataParallelUpdate, sumSquares, type HostParam } from './data-parallel-update.js';
+import { DataParallelUpdate, type HostParam } from './data-parallel-update.js';
 import { Watermark } from './grad-transport.js';
 import { RedisCollective } from './redis-collective.js';
 import { rankArray, rankOrderMean } from '../tests/collective-fixtures.js';
@@ -77,20 +77,6 @@ const connect = (n: number, dataPlane: 'tcp' | 'redis') => {
   const runId = `dpu-${randomBytes(4).toString('hex')}`;
   return Promise.all([...Array(n).keys()].map((rank) => RedisCollective.connect({ url: process.env.REDIS_URL!, runId, rank, worldSize: n, dataPlane, chunkBytes: 256, timeoutMs: 20_000 })));
 };
-
-describe('sumSquares', () => {
-  it('is Σx² over the range (four lanes, float64), for every range length and offset', () => {
-    const x = rankArray(3, 0, 103);
-    for (const [lo, hi] of [[0, 103], [1, 102], [5, 6], [7, 7], [2, 11]]) {
-      let s = 0;
-      for (let i = lo; i < hi; i++) s += x[i] * x[i];
-      const got = sumSquares(x, lo, hi);
-      expect(Math.abs(got - s)).toBeLessThanOrEqual(1e-14 * s);
-      expect(sumSquares(x.slice(lo, hi))).toBe(got); // depends on the range's contents only, not where it sits
-    }
-    expect(sumSquares(new Float32Array([3, 4]))).toBe(25);
-  });
-});
 
 describe('DataParallelUpdate', () => {
   it('one rank: steps every parameter with the gradient, reports the loss and the norm, clips', async () => {

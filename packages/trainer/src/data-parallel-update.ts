@@ -7,14 +7,17 @@
  *   reduce-scatter of the mean, rank s keeps segment s; ZeRO-0: an all-reduce — bucket by bucket
  *   as the watermark passes them;
  *   apply: the global L2 norm (float64 partial sums added in rank order), optional clipping,
- *   AdamW on this rank's segment only, overlapped with the all-gather of the updated weights.
+ *   AdamW on this rank's segment only, then the all-gather of the updated weights. (Overlapping
+ *   the all-gather with AdamW was tried and measured no faster: a rank is one thread, and its
+ *   socket copies run on that thread too.)
  *
  * The segments come from zero-shards.ts (cuts on optimizer-block boundaries), so the sharded
  * update gives the same bytes as the unsharded one; the loss (last element) belongs to the last
  * rank's segment.
  */
 import type { Collective } from './collective.js';
-import { Watermark, type GradDtype } from './grad-transport.js';
+import type { GradDtype, Watermark } from './grad-transport.js';
+import { sumSquaresKernel } from './reduce-kernel.js';
 import { ownedSlices, planZeroShards, type ShardPart, type ZeroPlan } from './zero-shards.js';
 import type { TensorSlice } from './adamw8bit.js';
 
@@ -49,9 +52,7 @@ export interface UpdateResult {
   gradNorm: number;
   /** Waiting for the exchange after the compute, plus the norm's exchange. */
   reduceMs: number;
-  /** AdamW on the owned segment (with ZeRO-1 the all-gather's sends and receives run in between). */
   optimizerMs: number;
-  /** Waiting for the rest of the all-gather after AdamW. */
   gatherMs: number;
 }
 
@@ -110,11 +111,11 @@ export class DataParallelUpdate {
     let gradNorm: number;
     let loss: number;
     if (this.sharded) {
-      const parts = await c.allGatherJson([sumSquares(flat, this.segLo, this.segHi), c.rank === c.worldSize - 1 ? flat[this.size]! : 0], `norm-${step}`);
+      const parts = await c.allGatherJson([sumSquaresKernel(flat, this.segLo, this.segHi), c.rank === c.worldSize - 1 ? flat[this.size]! : 0], `norm-${step}`);
       gradNorm = Math.sqrt(parts.reduce((a, p) => a + p[0], 0));
       loss = parts[c.worldSize - 1][1];
     } else {
-      gradNorm = Math.sqrt(sumSquares(flat, 0, this.size));
+      gradNorm = Math.sqrt(sumSquaresKernel(flat, 0, this.size));
       loss = flat[this.size]!;
     }
     const reduceMs = performance.now() - tReduce;
@@ -122,56 +123,16 @@ export class DataParallelUpdate {
       const k = this.o.gradClip / gradNorm;
       for (let i = this.segLo; i < this.segHi; i++) flat[i] *= k;
     }
-    // ZeRO-1: the all-gather starts first and sends each bucket of this rank's segment as soon as
-    // AdamW has passed it (the loop yields to the event loop after every parameter), so the
-    // weights travel while the rest of the segment is stepped and the peers' segments arrive.
-    const stepped = this.sharded ? new Watermark(this.segLo) : null;
-    const gather = stepped === null ? null : c.allGather(this.o.weights, this.plan.bounds, 'weights', { ready: stepped });
-    gather?.catch(() => undefined);
     const tOpt = performance.now();
     for (const part of this.owned) {
       const p = this.byName.get(part.name)!;
       const n = part.flatEnd - part.flatStart;
       optimizer.stepSlice(part.name, p.data.subarray(part.offset, part.offset + n), flat.subarray(part.flatStart, part.flatEnd), { offset: part.offset, total: part.total }, lr);
-      if (stepped !== null) {
-        stepped.advance(part.flatEnd);
-        await yieldToIo();
-      }
     }
-    stepped?.advance(this.size);
     const optimizerMs = performance.now() - tOpt;
     const tGather = performance.now();
-    await gather;
+    if (this.sharded) await c.allGather(this.o.weights, this.plan.bounds, 'weights');
     const gatherMs = performance.now() - tGather;
     return { loss, gradNorm, reduceMs, optimizerMs, gatherMs };
   }
-}
-
-/** Lets pending socket reads and writes run (setImmediate comes after the I/O phase). */
-const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-/**
- * Σ x[i]² over [lo, hi) in float64, in four interleaved running sums (lanes i − lo mod 4) added
- * as (s0 + s1) + (s2 + s3): the same bytes for the same segment on every rank and run, and four
- * times the speed of one dependent chain of additions. The global norm adds the ranks' sums in
- * rank order.
- */
-export function sumSquares(x: Float32Array, lo = 0, hi = x.length): number {
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let s3 = 0;
-  let i = lo;
-  for (; i + 4 <= hi; i += 4) {
-    const a = x[i];
-    const b = x[i + 1];
-    const c = x[i + 2];
-    const d = x[i + 3];
-    s0 += a * a;
-    s1 += b * b;
-    s2 += c * c;
-    s3 += d * d;
-  }
-  for (; i < hi; i++) s0 += x[i] * x[i];
-  return s0 + s1 + (s2 + s3);
 }
