@@ -386,6 +386,8 @@ export class PeerMesh {
     const accepted = new Promise<void>((resolve, reject) => {
       this.accepting = { resolve, reject };
     });
+    // Awaited after the dials; when a dial fails first, a later rejection (close) must not be unhandled.
+    accepted.catch(() => undefined);
     this.checkAccepted();
     const others = [...Array(this.worldSize).keys()].filter((s) => s !== this.rank);
     await Promise.all(others.map((s) => this.dial(s, addresses[s])));
