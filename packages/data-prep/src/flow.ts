@@ -293,7 +293,10 @@ export async function waitForRun(opts: MonitorOptions): Promise<void> {
       if (status.stage === 'plan') {
         const plan = await queue.getJob('plan');
         if (plan && (await plan.isCompleted())) {
-          const r = plan.returnvalue as PlanJobResult;
+          // Read the result from a fetch made after the completion was seen: the job object above
+          // may predate it (its returnvalue still null), which crashed a build now and then.
+          const r = (await queue.getJob('plan'))?.returnvalue as PlanJobResult | null | undefined;
+          if (r == null) throw new ServiceError(`build ${opts.runId}: the plan job completed without a result`);
           status.shards = r.tasks;
           status.stage = opts.dryRun ? 'done' : 'build';
         }
