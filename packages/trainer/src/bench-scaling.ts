@@ -101,7 +101,7 @@ export async function runSimulatedScaling(o: SimOptions): Promise<SimPoint[]> {
   const points: SimPoint[] = [];
   try {
     for (const computeMsPerSample of o.computeMsPerSample) {
-      let baseline: SimPoint | undefined;
+      let baseline: { workers: number; samplesPerSecond: number } | undefined;
       for (const w of o.workers) {
         o.onProgress?.(`simulated step: ${w} worker(s), compute ${computeMsPerSample} ms/sample`);
         const params: StepBenchParams = { preset: o.preset, computeMsPerSample, globalBatch: o.globalBatch, steps: o.steps, zero: o.zero, gradDtype: o.gradDtype, dataPlane: o.dataPlane, bucketBytes: o.bucketBytes };
@@ -110,7 +110,7 @@ export async function runSimulatedScaling(o: SimOptions): Promise<SimPoint[]> {
         const stepSeconds = median(timed(result[0]).map((_, i) => Math.max(...result.map((r) => timed(r)[i].stepMs)))) / 1000;
         const part = (k: keyof StepBenchReport['steps'][number]) => median(timed(result[0]).map((t) => t[k]));
         const samplesPerSecond = o.globalBatch / stepSeconds;
-        baseline ??= { samplesPerSecond, workers: w } as SimPoint;
+        baseline ??= { samplesPerSecond, workers: w };
         const speedup = samplesPerSecond / baseline.samplesPerSecond;
         const computeMs = part('computeMs');
         points.push({

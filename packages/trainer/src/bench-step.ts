@@ -3,8 +3,9 @@
  * non-compute half of a step at a real model's size, with the model compute replaced by a sleep.
  *
  * Each worker holds the trainable parameters of a preset (by default the 256M preset's
- * 134,755,201, names and sizes from the model's parameter list), an AdamW8bit optimizer set up as
- * the trainer sets it up (fp32 state for embed_tokens), and a fixed gradient. A step:
+ * 134,755,201, names and sizes from the model's parameter list), the trainer's default optimizer
+ * built as the trainer builds it (optimizer.ts: AdamW8bit, fp32 state for embed_tokens), and a
+ * fixed gradient. A step:
  *
  *   sleep(computeMsPerSample · globalBatch / worldSize)    ← the labelled simulation
  *   copy the gradient into the flat buffer, parameter by parameter, advancing the watermark
@@ -17,14 +18,15 @@
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CollectiveError } from '@smolrate/core';
+import { CollectiveError, defaults } from '@smolrate/core';
 import { expectedParameters, presetConfig } from '@smolrate/model';
 import { ADAMW_DEFAULTS } from './adamw-options.js';
-import { AdamW8bit } from './adamw8bit.js';
 import { LocalCollective, type Collective } from './collective.js';
+import { TRAINER_CONFIG_SCHEMA } from './config.js';
 import { DataParallelUpdate, type HostParam } from './data-parallel-update.js';
 import { Watermark, type GradDtype } from './grad-transport.js';
 import { reportBenchResult } from './bench-workers.js';
+import { makeOptimizer } from './optimizer.js';
 import { RedisCollective } from './redis-collective.js';
 
 export interface StepBenchParams {
@@ -89,7 +91,8 @@ export async function runStepBenchWorker(env: NodeJS.ProcessEnv = process.env): 
   try {
     const { params, weights } = simulatedParams(p.preset);
     const update = new DataParallelUpdate({ collective: c, params, weights, zero: p.zero, blockSize: ADAMW_DEFAULTS.blockSize, gradDtype: p.gradDtype, gradClip: 1 });
-    const optimizer = new AdamW8bit({ lr: 4e-4, weightDecay: 0.01, fp32StateFor: (n) => n.endsWith('embed_tokens.weight') });
+    const cfg = defaults(TRAINER_CONFIG_SCHEMA); // the trainer's default optimizer, as it builds it
+    const optimizer = makeOptimizer(cfg, null, update.ownedSlices());
     const grad = new Float32Array(weights.length + 1);
     for (let i = 0; i < weights.length; i++) grad[i] = ((Math.imul(i + rank, 0x85ebca6b) >>> 0) * 2 ** -32 - 0.5) * 1e-3;
     grad[weights.length] = 0.5; // the loss
@@ -109,7 +112,7 @@ export async function runStepBenchWorker(env: NodeJS.ProcessEnv = process.env): 
       update.flat[weights.length] = grad[weights.length];
       ready.advance(weights.length + 1);
       const copyMs = performance.now() - tCopy;
-      const r = await update.apply(exchange, optimizer, 4e-4, step);
+      const r = await update.apply(exchange, optimizer, cfg.peakLr, step);
       steps.push({ stepMs: performance.now() - t0, computeMs: tCopy - t0, copyMs, reduceMs: r.reduceMs, optimizerMs: r.optimizerMs, gatherMs: r.gatherMs });
     }
     const weightsHash = createHash('sha256').update(new Uint8Array(weights.buffer)).digest('hex');

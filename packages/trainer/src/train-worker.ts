@@ -21,9 +21,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError, CollectiveError, ConfigError, createLogger, MetricsSink, openStore, readManifest, type Logger } from '@smolrate/core';
 import { describeBackend, initBackend, loadModelDir, loadTokenizer, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL } from '@smolrate/model';
-import { AdamW32 } from './adamw32.js';
 import { ADAMW_DEFAULTS } from './adamw-options.js';
-import { AdamW8bit } from './adamw8bit.js';
 import { BatchBuilder, type TrainingBatch } from './batches.js';
 import { readPointer, readTrainerFiles, TRAINER_STATE_FORMAT, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { LocalCollective, type Collective } from './collective.js';
@@ -34,7 +32,8 @@ import { batchTensors, evaluate } from './evaluate.js';
 import { FeatureCache } from './feature-cache.js';
 import { Watermark } from './grad-transport.js';
 import { linearWarmupDecay } from './lr-schedule.js';
-import { decodeOptimizerState, encodeOptimizerState, mergeOptimizerStates, sliceOptimizerState, type OptimizerName } from './optimizer-state-file.js';
+import { makeOptimizer, optimizerName } from './optimizer.js';
+import { decodeOptimizerState, encodeOptimizerState, mergeOptimizerStates } from './optimizer-state-file.js';
 import { precomputeFeatures } from './precompute-features.js';
 import { Prefetcher } from './prefetcher.js';
 import { RedisCollective } from './redis-collective.js';
@@ -83,24 +82,6 @@ export interface TrainSummary {
   secondsPerStep: number;
   precomputeSecondsPerImage: number | null;
   seconds: number;
-}
-
-type Optimizer = AdamW8bit | AdamW32;
-
-const optimizerName = (cfg: TrainerConfig): OptimizerName => (cfg.optimizer === 'adamw32' ? 'AdamW32' : 'AdamW8bit');
-
-/**
- * The optimizer of this rank: fresh, or from a checkpoint's (unsharded) `optimizer.bin`, cut to
- * the parameter slices this rank owns (all of them without ZeRO) — any world size can resume.
- */
-function makeOptimizer(cfg: TrainerConfig, bytes: Buffer | null, owned: ReadonlyMap<string, { offset: number; length: number }> | null): Optimizer {
-  const fp32StateFor = cfg.fp32EmbeddingState ? (n: string) => n.endsWith('embed_tokens.weight') : undefined;
-  const opt = cfg.optimizer === 'adamw32' ? new AdamW32({ lr: cfg.peakLr, weightDecay: cfg.weightDecay }) : new AdamW8bit({ lr: cfg.peakLr, weightDecay: cfg.weightDecay, fp32StateFor });
-  if (bytes !== null) {
-    const full = decodeOptimizerState(bytes);
-    opt.importState(owned === null ? full : sliceOptimizerState(full, optimizerName(cfg), owned));
-  }
-  return opt;
 }
 
 /** Compares the parameter hash of every rank; a mismatch means the replicas diverged. */
