@@ -31,7 +31,6 @@ import { access, mkdir, open, readFile, readdir, rename, stat, unlink, type File
 import path from 'node:path';
 import { CheckpointError, ConfigError, isSmolrateError } from '@smolrate/core';
 import { fromHfConfig, imageTokenCount, toHfConfig, type ModelConfig } from './config.js';
-import { Param } from './layers.js';
 import { expectedParameters, HEAD_PREFIX, LM_HEAD_NAME } from './params.js';
 import { CHAT_START_TOKEN, END_OF_UTTERANCE_TOKEN, FAKE_IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN } from './prompt.js';
 import { readSafetensorsFile, validateStateDict } from './safetensors.js';
@@ -470,34 +469,9 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/**
- * The model's parameters as tensor sources, each converted to the PyTorch layout only when
- * written. Found by walking the public module tree (visionModel, connector, textModel,
- * regressionHead), checked against namedParameters(); falls back to one stateDict() copy if the
- * walk ever disagrees.
- */
+/** The model's parameters as tensor sources, each converted to the PyTorch layout only when written. */
 export function modelTensorSources(model: SmolVLMRegressor): TensorSource[] {
-  const found = new Map<string, Param>();
-  const seen = new Set<object>();
-  const visit = (v: unknown): void => {
-    if (v instanceof Param) {
-      found.set(v.name, v);
-      return;
-    }
-    if (typeof v !== 'object' || v === null || seen.has(v) || ArrayBuffer.isView(v) || v instanceof Map || v instanceof Set) return;
-    seen.add(v);
-    for (const x of Object.values(v)) visit(x);
-  };
-  visit([model.visionModel, model.connector, model.textModel, model.regressionHead]);
-  const named = model.namedParameters();
-  if (named.length === found.size && named.every((p) => found.get(p.name) && sameShape(found.get(p.name)!.shape, p.shape))) {
-    return named.map((p) => {
-      const param = found.get(p.name)!;
-      return { name: p.name, shape: p.shape, data: () => param.toState().data };
-    });
-  }
-  const dict = model.stateDict();
-  return [...dict].map(([name, t]) => ({ name, shape: t.shape, data: () => t.data }));
+  return model.parameters().map((p) => ({ name: p.name, shape: [...p.shape], data: () => p.toState().data }));
 }
 
 /**

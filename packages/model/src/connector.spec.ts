@@ -64,7 +64,7 @@ describe('pixelShuffle', () => {
 describe('Connector', () => {
   it('maps [B, 576, D_v] to [B, 36, D_t] through a bias-free projection of the shuffled rows', () => {
     const params: Param[] = [];
-    const conn = new Connector(ParamScope.root(params, 'model.connector', false), 4, 5, 4);
+    const conn = new Connector(ParamScope.root(params, 'model.connector', 'connector'), 4, 5, 4);
     expect(params.map((p) => [p.name, p.shape])).toEqual([['model.connector.modality_projection.proj.weight', [5, 64]]]);
     const w = randn(5 * 64, 1);
     params[0].load({ shape: [5, 64], data: w });

@@ -1,7 +1,8 @@
 /**
  * Parameter and multiply-accumulate (MAC) counts of the rating model, derived from a
- * ModelConfig alone (no weights), per component. MODEL.md "Counts" gives the figures for the
- * 256M preset that the golden tests pin.
+ * ModelConfig alone (no weights), per component: sums over the parameters of its module tree
+ * (params.ts), and for the Linear/Conv MACs one MAC per weight element and token.
+ * docs/reference/model.md "Counts" gives the figures for the 256M preset that the golden tests pin.
  *
  * MAC conventions (DATA.md: "always say which one a number uses"):
  *  - `linearConv`: MACs of Linear and Conv layers only — the paper's convention; its 72 G
@@ -13,6 +14,7 @@
  */
 import { ConfigError } from '@smolrate/core';
 import { imageTokenCount, type ModelConfig } from './config.js';
+import { expectedParameters, TEXT_PREFIX, totalParameters, VISION_PREFIX, type ParamGroup, type ParamLayout } from './params.js';
 
 /**
  * Prompt-text tokens assumed when no tokenizer run gives the real count: the paper's prompt with
@@ -23,7 +25,6 @@ export const DEFAULT_TEXT_TOKENS = 170;
 
 /** `<fake_token_around_image>` + `<global-img>` before the image rows, `<fake_token_around_image>` after. */
 export const IMAGE_BLOCK_TOKENS = 3;
-const IMAGE_CHANNELS = 3;
 
 export interface VisionParamCounts {
   /** Conv 16×16 stride 16, 3 → hidden, with bias. */
@@ -68,66 +69,41 @@ export interface ParamCounts {
   tensors: { file: number; checkpoint: number };
 }
 
-function linear(inF: number, outF: number, bias: boolean): number {
-  return inF * outF + (bias ? outF : 0);
-}
-
-function positionCount(cfg: ModelConfig): number {
-  const side = cfg.vision.imageSize / cfg.vision.patchSize;
-  if (!Number.isInteger(side)) {
-    throw new ConfigError(`vision_config.image_size ${cfg.vision.imageSize} must be a multiple of patch_size ${cfg.vision.patchSize}`);
-  }
-  return side * side;
-}
-
 export function countParameters(cfg: ModelConfig): ParamCounts {
-  const v = cfg.vision;
-  const t = cfg.text;
-  const vd = v.hiddenSize;
-  const patch = linear(IMAGE_CHANNELS * v.patchSize * v.patchSize, vd, true);
-  const positions = positionCount(cfg) * vd;
-  const vLayer = 2 * vd + 4 * linear(vd, vd, true) + 2 * vd + linear(vd, v.intermediateSize, true) + linear(v.intermediateSize, vd, true);
-  const postLayerNorm = 2 * vd;
+  // A tied lm_head is the embedding matrix: the upstream file does not store it.
+  const specs = expectedParameters(cfg, { includeLmHead: !cfg.text.tieWordEmbeddings });
+  const under = (prefix: string) => totalParameters(specs, { prefix });
+  const of = (...groups: ParamGroup[]) => totalParameters(specs, { groups });
   const vision: VisionParamCounts = {
-    patch,
-    positions,
-    perLayer: vLayer,
-    layers: v.numLayers,
-    postLayerNorm,
-    total: patch + positions + v.numLayers * vLayer + postLayerNorm,
+    patch: under(`${VISION_PREFIX}.embeddings.patch_embedding`),
+    positions: under(`${VISION_PREFIX}.embeddings.position_embedding`),
+    perLayer: under(`${VISION_PREFIX}.encoder.layers.0`),
+    layers: cfg.vision.numLayers,
+    postLayerNorm: under(`${VISION_PREFIX}.post_layernorm`),
+    total: of('vision'),
   };
-
-  const connector = linear(vd * cfg.scaleFactor * cfg.scaleFactor, t.hiddenSize, false);
-
-  const d = t.hiddenSize;
-  const qDim = t.numHeads * t.headDim;
-  const kvDim = t.numKvHeads * t.headDim;
-  const tLayer = d + linear(d, qDim, false) + 2 * linear(d, kvDim, false) + linear(qDim, d, false) + d + 2 * linear(d, t.intermediateSize, false) + linear(t.intermediateSize, d, false);
-  const embeddings = t.vocabSize * d;
-  const text: TextParamCounts = { embeddings, perLayer: tLayer, layers: t.numLayers, norm: d, total: embeddings + t.numLayers * tLayer + d };
-
-  const r = cfg.regression.hiddenSize;
-  const head = linear(d, r, true) + linear(r, 1, true);
-  const lmHead = t.tieWordEmbeddings ? 0 : t.vocabSize * d;
-
-  const frozen = vision.total + connector;
-  const total = frozen + text.total + head;
-  const file = frozen + text.total + lmHead;
-  // vision: patch w+b, positions, 16 per layer (2 LN × 2, 4 proj × 2, fc1/fc2 × 2), post-LN w+b;
-  // connector 1; text: embeddings, 9 per layer, norm; lm_head; head: 2 Linear × (w, b).
-  const fileTensors = 2 + 1 + 16 * v.numLayers + 2 + 1 + 1 + 9 * t.numLayers + 1 + (lmHead > 0 ? 1 : 0);
+  const text: TextParamCounts = {
+    embeddings: under(`${TEXT_PREFIX}.embed_tokens`),
+    perLayer: under(`${TEXT_PREFIX}.layers.0`),
+    layers: cfg.text.numLayers,
+    norm: under(`${TEXT_PREFIX}.norm`),
+    total: of('text'),
+  };
+  const head = of('head');
+  const file = of('vision', 'connector', 'text', 'lm_head');
+  const fileTensors = specs.filter((s) => s.group !== 'head').length;
   return {
     vision,
-    connector,
+    connector: of('connector'),
     text,
     head,
-    lmHead,
-    total,
-    trainable: text.total + head,
-    frozen,
+    lmHead: of('lm_head'),
+    total: of('vision', 'connector', 'text', 'head'),
+    trainable: totalParameters(specs, { trainable: true }),
+    frozen: of('vision', 'connector'),
     file,
     checkpoint: file + head,
-    tensors: { file: fileTensors, checkpoint: fileTensors + 4 },
+    tensors: { file: fileTensors, checkpoint: specs.length },
   };
 }
 
@@ -207,26 +183,24 @@ export function countMacs(cfg: ModelConfig, options: MacOptions): MacCounts {
   const seqLen = options.seqLen ?? sequenceLength(cfg, options.textTokens!, imageSize);
   const textTokens = textTokensForSequence(cfg, seqLen, imageSize);
 
+  // A Linear does one MAC per weight element and token; so does the patch conv (stride = kernel) per patch.
+  const specs = expectedParameters(cfg);
+  const weights = (group: ParamGroup, layout: ParamLayout) => totalParameters(specs, { groups: [group], layouts: [layout] });
   const v = cfg.vision;
-  const t = cfg.text;
-  const vd = v.hiddenSize;
   const side = imageSize / v.patchSize;
   const patches = side * side;
-  const visionPatchConv = patches * IMAGE_CHANNELS * v.patchSize * v.patchSize * vd;
-  const encoderLinearPerToken = 4 * vd * vd + 2 * vd * v.intermediateSize;
-  const visionLinearConv = visionPatchConv + v.numLayers * patches * encoderLinearPerToken;
+  const visionPatchConv = patches * weights('vision', 'conv');
+  const visionLinearConv = visionPatchConv + patches * weights('vision', 'linear');
   // QKᵀ: P·P·(heads·headDim) and AV: the same; heads·headDim = hidden for SigLIP.
-  const visionAttention = v.numLayers * 2 * patches * patches * vd;
-  const connector = imageTokens * vd * cfg.scaleFactor * cfg.scaleFactor * t.hiddenSize;
+  const visionAttention = v.numLayers * 2 * patches * patches * v.hiddenSize;
+  const connector = imageTokens * weights('connector', 'linear');
 
-  const d = t.hiddenSize;
-  const qDim = t.numHeads * t.headDim;
-  const kvDim = t.numKvHeads * t.headDim;
-  const decoderLinearPerToken = t.numLayers * (d * qDim + 2 * d * kvDim + qDim * d + 3 * d * t.intermediateSize);
+  const t = cfg.text;
+  const decoderLinearPerToken = weights('text', 'linear');
   const decoderLinear = seqLen * decoderLinearPerToken;
   // GQA shares K/V across query heads but every query head still does its own products.
-  const decoderAttention = t.numLayers * 2 * seqLen * seqLen * qDim;
-  const head = d * cfg.regression.hiddenSize + cfg.regression.hiddenSize;
+  const decoderAttention = t.numLayers * 2 * seqLen * seqLen * t.numHeads * t.headDim;
+  const head = weights('head', 'linear');
 
   const components: MacComponents = { visionLinearConv, visionPatchConv, visionAttention, connector, decoderLinear, decoderAttention, head };
   const linearConv: MacTotals = {

@@ -70,7 +70,7 @@ describe('RoPE (half-split layout)', () => {
 describe('RMSNorm', () => {
   it('computes w · x / √(mean(x²) + eps)', () => {
     const params: Param[] = [];
-    const norm = new RMSNorm(ParamScope.root(params, 'n', true), 3, 1e-5);
+    const norm = new RMSNorm(ParamScope.root(params, 'n', 'text'), 3, 1e-5);
     norm.weight.load({ shape: [3], data: Float32Array.from([1, 0.5, 2]) });
     const x = [1, -2, 2];
     const r = Math.sqrt((1 + 4 + 4) / 3 + 1e-5);
@@ -139,7 +139,7 @@ describe('DecoderAttention / TextModel (tiny)', () => {
 
   it('registers Llama names and shapes, GQA 4 query / 2 kv heads of 16', () => {
     const params: Param[] = [];
-    new DecoderAttention(ParamScope.root(params, 'a', true), cfg);
+    new DecoderAttention(ParamScope.root(params, 'a', 'text'), cfg);
     expect(params.map((p) => [p.name, p.shape])).toEqual([
       ['a.q_proj.weight', [64, 64]],
       ['a.k_proj.weight', [32, 64]],
@@ -150,7 +150,7 @@ describe('DecoderAttention / TextModel (tiny)', () => {
 
   it('keeps [B, L, T] and is causal: a later token does not change earlier states', () => {
     const params: Param[] = [];
-    const model = new TextModel(ParamScope.root(params, 'model.text_model', true), cfg);
+    const model = new TextModel(ParamScope.root(params, 'model.text_model', 'text'), cfg);
     const rng = new Rng(7);
     for (const p of params) {
       const noise = randn(p.size, rng, 0.1);

@@ -24,7 +24,7 @@ export class RMSNorm {
     dim: number,
     readonly eps: number,
   ) {
-    this.weight = scope.param('weight', [dim]);
+    this.weight = scope.param('weight', [dim], 'ones');
   }
 
   apply(x: tf.Tensor): tf.Tensor {
@@ -193,7 +193,7 @@ export class TextModel {
       throw new ConfigError(`text num_attention_heads ${cfg.numHeads} is not a multiple of num_key_value_heads ${cfg.numKvHeads}`);
     }
     if (cfg.headDim % 2 !== 0) throw new ConfigError(`text head_dim ${cfg.headDim} must be even (RoPE halves)`);
-    this.embedTokens = scope.child('embed_tokens').param('weight', [cfg.vocabSize, cfg.hiddenSize]);
+    this.embedTokens = scope.child('embed_tokens').param('weight', [cfg.vocabSize, cfg.hiddenSize], 'normal');
     const layers = scope.child('layers');
     this.layers = Array.from({ length: cfg.numLayers }, (_, j) => new DecoderLayer(layers.child(j), cfg));
     this.norm = new RMSNorm(scope.child('norm'), cfg.hiddenSize, cfg.rmsNormEps);

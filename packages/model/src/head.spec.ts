@@ -50,7 +50,7 @@ describe('dropoutMask', () => {
 describe('RegressionHead', () => {
   it('computes 1 + 4·sigmoid(fc2(relu(fc1 x))) and applies a dropout mask after the ReLU', () => {
     const params: Param[] = [];
-    const head = new RegressionHead(ParamScope.root(params, 'regression_head', true), 2, 3, 0.1);
+    const head = new RegressionHead(ParamScope.root(params, 'regression_head', 'head'), 2, 3, 0.1);
     expect(params.map((p) => [p.name, p.shape])).toEqual([
       ['regression_head.fc1.weight', [3, 2]],
       ['regression_head.fc1.bias', [3]],

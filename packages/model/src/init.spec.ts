@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { presetConfig } from './config.js';
 import { INIT_STD, initParameter, initStateDict } from './init.js';
@@ -15,6 +16,15 @@ describe('initStateDict', () => {
       expect(dict.get(s.name)!.data.length).toBe(s.shape.reduce((a, b) => a * b, 1));
     }
     expect(initStateDict(cfg, { seed: 1, includeLmHead: true }).get('lm_head.weight')!.shape).toEqual([1152, 64]);
+  });
+
+  it('gives the pinned initial weights (golden hash, from before the parameter list came from the module tree)', () => {
+    const h = createHash('sha256');
+    for (const [name, t] of initStateDict(cfg, { seed: 3, includeLmHead: true })) {
+      h.update(`${name} ${t.shape.join('x')}\n`);
+      h.update(new Uint8Array(t.data.buffer));
+    }
+    expect(h.digest('hex')).toBe('ba91968aff681de48cb92e412b57766c87c556bf4376ff03ac3bc59170f9201f');
   });
 
   it('is deterministic per seed and differs across seeds', () => {

@@ -35,7 +35,7 @@ describe('PyTorch ↔ tfjs layouts', () => {
 describe('Param / Linear', () => {
   it('computes y = x·Wᵀ + b from PyTorch-layout weights', () => {
     const params: Param[] = [];
-    const lin = new Linear(ParamScope.root(params, 'model.m', true).child('proj'), 3, 2, { bias: true });
+    const lin = new Linear(ParamScope.root(params, 'model.m', 'text').child('proj'), 3, 2, { bias: true });
     expect(params.map((p) => p.name)).toEqual(['model.m.proj.weight', 'model.m.proj.bias']);
     lin.weight.load({ shape: [2, 3], data: Float32Array.from([1, 2, 3, 4, 5, 6]) });
     lin.bias!.load({ shape: [2], data: Float32Array.from([0.5, -1]) });
@@ -48,12 +48,12 @@ describe('Param / Linear', () => {
   });
 
   it('rejects a wrong shape, reports an unloaded value, keeps memory flat on reload', () => {
-    const p = new Param('x.weight', [2, 2], 'linear', true);
+    const p = new Param('x.weight', [2, 2], 'linear', 'normal', 'text');
     expect(() => p.value).toThrow(CheckpointError);
     expect(() => p.load({ shape: [2, 3], data: new Float32Array(6) })).toThrow(ShapeError);
     expect(() => p.load({ shape: [2, 2], data: new Float32Array(3) })).toThrow(ShapeError);
     p.load({ shape: [2, 2], data: new Float32Array(4) });
-    const frozen = new Param('y.weight', [2], 'plain', false);
+    const frozen = new Param('y.weight', [2], 'plain', 'ones', 'vision');
     frozen.load({ shape: [2], data: new Float32Array(2) });
     const before = tf.memory().numTensors;
     p.load({ shape: [2, 2], data: Float32Array.from([1, 2, 3, 4]) });
@@ -68,7 +68,7 @@ describe('Param / Linear', () => {
 
   it('copies the caller data on load (later mutation does not leak in)', () => {
     const data = Float32Array.from([1, 2]);
-    const p = new Param('z', [2], 'plain', false);
+    const p = new Param('z', [2], 'plain', 'zeros', 'vision');
     p.load({ shape: [2], data });
     data[0] = 99;
     expect([...p.value.dataSync()]).toEqual([1, 2]);

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError, ShapeError } from '@smolrate/core';
-import type { ParamLayout } from './params.js';
+import type { ParamGroup, ParamInit, ParamLayout } from './params.js';
 import { assertStateTensor, formatShape, sameShape, shapeSize, type StateTensor } from './state-dict.js';
 
 /** PyTorch shape → tfjs shape. */
@@ -61,7 +61,8 @@ export function toTorchLayout(data: Float32Array | Int32Array | Uint8Array, torc
 
 /**
  * One named parameter. Holds its value in the tfjs layout: a trainable `tf.Variable` for the
- * trained parts, a plain kept tensor for the frozen ones. Empty until loaded.
+ * trained parts, a plain kept tensor for the frozen ones. Empty until loaded, so building the
+ * module tree (e.g. to list or count the parameters of the 256M model) allocates no tensors.
  */
 export class Param {
   private tensor: tf.Tensor | null = null;
@@ -69,10 +70,16 @@ export class Param {
   constructor(
     readonly name: string,
     /** PyTorch (checkpoint) shape. */
-    readonly shape: readonly number[],
+    readonly shape: number[],
     readonly layout: ParamLayout,
-    readonly trainable: boolean,
+    readonly init: ParamInit,
+    readonly group: ParamGroup,
   ) {}
+
+  /** Trained by smolrate: the text model (incl. embed_tokens) and the regression head. */
+  get trainable(): boolean {
+    return this.group === 'text' || this.group === 'head';
+  }
 
   get loaded(): boolean {
     return this.tensor !== null;
@@ -130,19 +137,19 @@ export class ParamScope {
   private constructor(
     private readonly registry: Param[],
     readonly prefix: string,
-    readonly trainable: boolean,
+    readonly group: ParamGroup,
   ) {}
 
-  static root(registry: Param[], prefix: string, trainable: boolean): ParamScope {
-    return new ParamScope(registry, prefix, trainable);
+  static root(registry: Param[], prefix: string, group: ParamGroup): ParamScope {
+    return new ParamScope(registry, prefix, group);
   }
 
   child(name: string | number): ParamScope {
-    return new ParamScope(this.registry, this.prefix ? `${this.prefix}.${name}` : String(name), this.trainable);
+    return new ParamScope(this.registry, this.prefix ? `${this.prefix}.${name}` : String(name), this.group);
   }
 
-  param(name: string, shape: number[], layout: ParamLayout = 'plain'): Param {
-    const p = new Param(this.prefix ? `${this.prefix}.${name}` : name, shape, layout, this.trainable);
+  param(name: string, shape: number[], init: ParamInit, layout: ParamLayout = 'plain'): Param {
+    const p = new Param(this.prefix ? `${this.prefix}.${name}` : name, shape, layout, init, this.group);
     this.registry.push(p);
     return p;
   }
@@ -159,8 +166,8 @@ export class Linear {
     readonly outFeatures: number,
     options: { bias: boolean },
   ) {
-    this.weight = scope.param('weight', [outFeatures, inFeatures], 'linear');
-    this.bias = options.bias ? scope.param('bias', [outFeatures]) : null;
+    this.weight = scope.param('weight', [outFeatures, inFeatures], 'normal', 'linear');
+    this.bias = options.bias ? scope.param('bias', [outFeatures], 'zeros') : null;
   }
 
   apply(x: tf.Tensor): tf.Tensor {

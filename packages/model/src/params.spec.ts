@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
 import { describe, expect, it } from 'vitest';
 import { presetConfig } from './config.js';
-import { totalParameters, expectedParameters } from './params.js';
+import { buildModules, totalParameters, expectedParameters } from './params.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -25,6 +27,27 @@ describe('expectedParameters — the 256M checkpoint (MODEL.md "Checkpoint tenso
   it('pins the name list (golden hash)', () => {
     expect(sha256(hf.map((p) => p.name).join('\n'))).toBe('3e644628b4384fa10123892c880981ce22f9c567d61ef081a8b04ef8fdec7b74');
     expect(sha256(hf.map((p) => `${p.name} ${p.shape.join('x')}`).join('\n'))).toBe('1cde91a9d496456b4b6fe75a70bdc34c19ac8dad920933eda655c03f140589df');
+  });
+
+  it('pins group, layout, init family and trainability of every parameter (golden hash of the hand-written list it replaced)', () => {
+    const all = expectedParameters(cfg, { includeLmHead: true });
+    const lines = all.map((p) => `${p.name} ${p.shape.join('x')} ${p.group} ${p.layout} ${p.init} ${p.trainable}`);
+    expect(sha256(lines.join('\n'))).toBe('f51848a05df7d1036e1e333fd9573374c4f2ab27875cd05447482809f0191455');
+    // upstream's order: …text norm, lm_head; then smolrate's head
+    expect(all.slice(-5).map((p) => p.name)).toEqual(['lm_head.weight', 'regression_head.fc1.weight', 'regression_head.fc1.bias', 'regression_head.fc2.weight', 'regression_head.fc2.bias']);
+  });
+
+  it('reads the list off the module tree, without allocating tensors', () => {
+    const before = tf.memory().numTensors;
+    const m = buildModules(cfg);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(m.params.some((p) => p.loaded)).toBe(false);
+    expect(m.lmHead).toBeNull();
+    const named = (name: string) => m.params.find((p) => p.name === name);
+    expect(named('model.text_model.layers.29.self_attn.k_proj.weight')).toBe(m.textModel.layers[29].selfAttn.kProj.weight);
+    expect(named('model.vision_model.embeddings.patch_embedding.weight')).toBe(m.visionModel.embeddings.patchEmbedding.weight);
+    expect(named('regression_head.fc2.bias')).toBe(m.regressionHead.fc2.bias);
+    expect(m.params.map((p) => p.name)).toEqual(expectedParameters(cfg).map((p) => p.name));
   });
 
   it('reproduces the parameter counts of MODEL.md "Counts"', () => {

@@ -1,13 +1,18 @@
 /**
- * The full, ordered list of parameter names and PyTorch shapes for a config — the names of the
- * HF SmolVLM2 checkpoint (MODEL.md "Checkpoint tensors", in that listing's order) plus smolrate's
- * `regression_head.*`. The module tree in vision.ts / connector.ts / decoder.ts / head.ts builds
- * the same names independently; a test checks that the two agree, and a golden test pins the list
+ * The module tree of the rating model (vision.ts / connector.ts / decoder.ts / head.ts) and the
+ * parameters read off it: the names of the HF SmolVLM2 checkpoint (docs/reference/model.md
+ * "Checkpoint tensors", in that listing's order) plus smolrate's `regression_head.*`, each with
+ * the shape, layout and initial-value family its module gives it. A golden test pins the list
  * for the 256M preset.
  */
 import { ConfigError } from '@smolrate/core';
 import type { ModelConfig } from './config.js';
+import { Connector } from './connector.js';
+import { TextModel } from './decoder.js';
+import { RegressionHead } from './head.js';
+import { Linear, ParamScope, type Param } from './layers.js';
 import { shapeSize } from './state-dict.js';
+import { VisionTransformer } from './vision.js';
 
 /** Which part of the model a parameter belongs to. `lm_head` is stored in checkpoints but unused. */
 export type ParamGroup = 'vision' | 'connector' | 'text' | 'lm_head' | 'head';
@@ -37,9 +42,9 @@ export interface ExpectedParametersOptions {
 export const VISION_PREFIX = 'model.vision_model';
 export const CONNECTOR_PREFIX = 'model.connector';
 export const TEXT_PREFIX = 'model.text_model';
-export const LM_HEAD_NAME = 'lm_head.weight';
+export const LM_HEAD_PREFIX = 'lm_head';
+export const LM_HEAD_NAME = `${LM_HEAD_PREFIX}.weight`;
 export const HEAD_PREFIX = 'regression_head';
-export const IMAGE_CHANNELS = 3;
 
 /** Side of the learned position grid: image_size / patch_size (512/16 = 32). */
 export function positionGridSide(cfg: ModelConfig): number {
@@ -50,71 +55,49 @@ export function positionGridSide(cfg: ModelConfig): number {
   return side;
 }
 
-export function expectedParameters(cfg: ModelConfig, options: ExpectedParametersOptions = {}): ParamSpec[] {
-  const { includeLmHead = false, includeHead = true } = options;
-  const out: ParamSpec[] = [];
-  const push = (group: ParamGroup, name: string, shape: number[], layout: ParamLayout, init: ParamInit) =>
-    out.push({ name, shape, group, layout, init, trainable: group === 'text' || group === 'head' });
-  const linear = (group: ParamGroup, prefix: string, inF: number, outF: number, bias: boolean) => {
-    push(group, `${prefix}.weight`, [outF, inF], 'linear', 'normal');
-    if (bias) push(group, `${prefix}.bias`, [outF], 'plain', 'zeros');
-  };
-  const layerNorm = (prefix: string, dim: number) => {
-    push('vision', `${prefix}.weight`, [dim], 'plain', 'ones');
-    push('vision', `${prefix}.bias`, [dim], 'plain', 'zeros');
-  };
-
-  const v = cfg.vision;
-  const D = v.hiddenSize;
-  const grid = positionGridSide(cfg);
-  const emb = `${VISION_PREFIX}.embeddings`;
-  push('vision', `${emb}.patch_embedding.weight`, [D, IMAGE_CHANNELS, v.patchSize, v.patchSize], 'conv', 'normal');
-  push('vision', `${emb}.patch_embedding.bias`, [D], 'plain', 'zeros');
-  push('vision', `${emb}.position_embedding.weight`, [grid * grid, D], 'plain', 'normal');
-  for (let i = 0; i < v.numLayers; i++) {
-    const l = `${VISION_PREFIX}.encoder.layers.${i}`;
-    layerNorm(`${l}.layer_norm1`, D);
-    for (const p of ['q_proj', 'k_proj', 'v_proj', 'out_proj']) linear('vision', `${l}.self_attn.${p}`, D, D, true);
-    layerNorm(`${l}.layer_norm2`, D);
-    linear('vision', `${l}.mlp.fc1`, D, v.intermediateSize, true);
-    linear('vision', `${l}.mlp.fc2`, v.intermediateSize, D, true);
-  }
-  layerNorm(`${VISION_PREFIX}.post_layernorm`, D);
-
-  const t = cfg.text;
-  const T = t.hiddenSize;
-  linear('connector', `${CONNECTOR_PREFIX}.modality_projection.proj`, D * cfg.scaleFactor ** 2, T, false);
-
-  push('text', `${TEXT_PREFIX}.embed_tokens.weight`, [t.vocabSize, T], 'plain', 'normal');
-  const qDim = t.numHeads * t.headDim;
-  const kvDim = t.numKvHeads * t.headDim;
-  for (let j = 0; j < t.numLayers; j++) {
-    const l = `${TEXT_PREFIX}.layers.${j}`;
-    push('text', `${l}.input_layernorm.weight`, [T], 'plain', 'ones');
-    linear('text', `${l}.self_attn.q_proj`, T, qDim, false);
-    linear('text', `${l}.self_attn.k_proj`, T, kvDim, false);
-    linear('text', `${l}.self_attn.v_proj`, T, kvDim, false);
-    linear('text', `${l}.self_attn.o_proj`, qDim, T, false);
-    push('text', `${l}.post_attention_layernorm.weight`, [T], 'plain', 'ones');
-    linear('text', `${l}.mlp.gate_proj`, T, t.intermediateSize, false);
-    linear('text', `${l}.mlp.up_proj`, T, t.intermediateSize, false);
-    linear('text', `${l}.mlp.down_proj`, t.intermediateSize, T, false);
-  }
-  push('text', `${TEXT_PREFIX}.norm.weight`, [T], 'plain', 'ones');
-
-  if (includeLmHead) push('lm_head', LM_HEAD_NAME, [t.vocabSize, T], 'linear', 'normal');
-  if (includeHead) {
-    linear('head', `${HEAD_PREFIX}.fc1`, T, cfg.regression.hiddenSize, true);
-    linear('head', `${HEAD_PREFIX}.fc2`, cfg.regression.hiddenSize, 1, true);
-  }
-  return out;
+/** The modules of the rating model (smolvlm.ts runs them); building them allocates no tensors. */
+export interface ModelModules {
+  visionModel: VisionTransformer;
+  connector: Connector;
+  textModel: TextModel;
+  /** Upstream's unused `lm_head`, only when asked for (its checkpoint place is before the head). */
+  lmHead: Linear | null;
+  regressionHead: RegressionHead;
+  /** Every parameter, in module-tree (= checkpoint) order. */
+  params: Param[];
 }
 
-/** Sum of element counts, optionally restricted to some groups or to trainable parameters. */
-export function totalParameters(specs: readonly ParamSpec[], filter: { groups?: ParamGroup[]; trainable?: boolean } = {}): number {
+export function buildModules(cfg: ModelConfig, options: { includeLmHead?: boolean } = {}): ModelModules {
+  const params: Param[] = [];
+  const scope = (prefix: string, group: ParamGroup) => ParamScope.root(params, prefix, group);
+  const { vision, text } = cfg;
+  return {
+    visionModel: new VisionTransformer(scope(VISION_PREFIX, 'vision'), vision, positionGridSide(cfg)),
+    connector: new Connector(scope(CONNECTOR_PREFIX, 'connector'), vision.hiddenSize, text.hiddenSize, cfg.scaleFactor),
+    textModel: new TextModel(scope(TEXT_PREFIX, 'text'), text),
+    lmHead: options.includeLmHead ? new Linear(scope(LM_HEAD_PREFIX, 'lm_head'), text.hiddenSize, text.vocabSize, { bias: false }) : null,
+    regressionHead: new RegressionHead(scope(HEAD_PREFIX, 'head'), text.hiddenSize, cfg.regression.hiddenSize, cfg.regression.dropout),
+    params,
+  };
+}
+
+/** The parameters of `cfg`'s module tree, like PyTorch's `named_parameters()`, without weights. */
+export function expectedParameters(cfg: ModelConfig, options: ExpectedParametersOptions = {}): ParamSpec[] {
+  return buildModules(cfg, options)
+    .params.filter((p) => (options.includeHead ?? true) || p.group !== 'head')
+    .map(({ name, shape, group, layout, init, trainable }) => ({ name, shape: [...shape], group, layout, init, trainable }));
+}
+
+/** Sum of element counts, optionally restricted to some groups or layouts, to names `prefix.*`, or to (non-)trainable parameters. */
+export function totalParameters(
+  specs: readonly ParamSpec[],
+  filter: { groups?: ParamGroup[]; layouts?: ParamLayout[]; prefix?: string; trainable?: boolean } = {},
+): number {
   let n = 0;
   for (const s of specs) {
     if (filter.groups && !filter.groups.includes(s.group)) continue;
+    if (filter.layouts && !filter.layouts.includes(s.layout)) continue;
+    if (filter.prefix !== undefined && !s.name.startsWith(`${filter.prefix}.`)) continue;
     if (filter.trainable !== undefined && s.trainable !== filter.trainable) continue;
     n += shapeSize(s.shape);
   }

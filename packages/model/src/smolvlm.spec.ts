@@ -293,6 +293,8 @@ describe('training', () => {
     expect(vars.reduce((n, v) => n + v.variable.size, 0)).toBe(totalParameters(expectedParameters(cfg), { trainable: true }));
     expect(model.visionModel.embeddings.positionEmbedding.value).not.toBeInstanceOf(tf.Variable);
     expect(model.connector.modalityProjection.proj.weight.value).not.toBeInstanceOf(tf.Variable);
+    expect(model.parameters().map((p) => p.name)).toEqual(expectedParameters(cfg).map((s) => s.name));
+    expect(model.parameters()[0]).toBe(model.visionModel.embeddings.patchEmbedding.weight);
     const names = model.namedParameters();
     expect(names.filter((p) => !p.trainable).every((p) => p.name.startsWith('model.vision_model.') || p.name.startsWith('model.connector.'))).toBe(true);
   });

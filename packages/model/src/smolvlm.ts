@@ -10,24 +10,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { CheckpointError, ConfigError, createLogger, DataError, ShapeError, type Logger } from '@smolrate/core';
 import type { ModelConfig } from './config.js';
-import { Connector } from './connector.js';
-import { TextModel } from './decoder.js';
+import type { Connector } from './connector.js';
+import type { TextModel } from './decoder.js';
 import { registerModelGradients } from './gradients.js';
-import { dropoutMask, maskedMeanPool, RegressionHead } from './head.js';
+import { dropoutMask, maskedMeanPool, type RegressionHead } from './head.js';
 import { initParameter, initStateDict } from './init.js';
-import { Param, ParamScope } from './layers.js';
-import {
-  CONNECTOR_PREFIX,
-  expectedParameters,
-  HEAD_PREFIX,
-  LM_HEAD_NAME,
-  positionGridSide,
-  TEXT_PREFIX,
-  VISION_PREFIX,
-  type ParamSpec,
-} from './params.js';
+import type { Param } from './layers.js';
+import { buildModules, HEAD_PREFIX, LM_HEAD_NAME } from './params.js';
 import { formatShape, sameShape, shapeSize, type StateDict } from './state-dict.js';
-import { VisionTransformer } from './vision.js';
+import type { VisionTransformer } from './vision.js';
 
 export interface RegressorInputs {
   /** Projected image features [B, N, D_text] from `encodeImages` (e.g. a feature cache). */
@@ -140,31 +131,13 @@ export class SmolVLMRegressor {
   readonly connector: Connector;
   readonly textModel: TextModel;
   readonly regressionHead: RegressionHead;
-  /** Every parameter, in module-tree order (= expectedParameters order). */
-  private readonly params: Param[] = [];
-  private readonly byName = new Map<string, Param>();
-  private readonly specs = new Map<string, ParamSpec>();
+  /** Every parameter, in module-tree (= checkpoint) order. */
+  private readonly params: Param[];
+  private readonly byName: Map<string, Param>;
 
   private constructor(readonly config: ModelConfig) {
-    const frozen = (prefix: string) => ParamScope.root(this.params, prefix, false);
-    const trained = (prefix: string) => ParamScope.root(this.params, prefix, true);
-    const { vision, text } = config;
-    this.visionModel = new VisionTransformer(frozen(VISION_PREFIX), vision, positionGridSide(config));
-    this.connector = new Connector(frozen(CONNECTOR_PREFIX), vision.hiddenSize, text.hiddenSize, config.scaleFactor);
-    this.textModel = new TextModel(trained(TEXT_PREFIX), text);
-    this.regressionHead = new RegressionHead(trained(HEAD_PREFIX), text.hiddenSize, config.regression.hiddenSize, config.regression.dropout);
-
-    // The module tree and params.ts describe the same checkpoint independently; they must agree.
-    const expected = expectedParameters(config);
-    const agree =
-      expected.length === this.params.length &&
-      expected.every((s, i) => {
-        const p = this.params[i];
-        return s.name === p.name && sameShape(s.shape, p.shape) && s.layout === p.layout && s.trainable === p.trainable;
-      });
-    if (!agree) throw new Error('internal: the module tree does not match expectedParameters()');
-    for (const p of this.params) this.byName.set(p.name, p);
-    for (const s of expected) this.specs.set(s.name, s);
+    ({ visionModel: this.visionModel, connector: this.connector, textModel: this.textModel, regressionHead: this.regressionHead, params: this.params } = buildModules(config));
+    this.byName = new Map(this.params.map((p) => [p.name, p]));
   }
 
   /** A model with seeded random weights (init.ts). */
@@ -230,7 +203,7 @@ export class SmolVLMRegressor {
       if (t) p.load(t);
     }
     for (const p of toInit) {
-      p.load(initParameter(this.specs.get(p.name)!, seed));
+      p.load(initParameter(p, seed));
       report.initialized.push(p.name);
     }
     if (headAbsent) report.warnings.push(`no ${HEAD_PREFIX}.* in the state dict: the regression head was initialised from seed ${seed}`);
@@ -252,6 +225,11 @@ export class SmolVLMRegressor {
   /** Name, PyTorch shape and trainability of every parameter, module-tree order. */
   namedParameters(): Array<{ name: string; shape: number[]; trainable: boolean }> {
     return this.params.map((p) => ({ name: p.name, shape: [...p.shape], trainable: p.trainable }));
+  }
+
+  /** The parameters themselves, module-tree order (their values are owned by the model). */
+  parameters(): readonly Param[] {
+    return this.params;
   }
 
   /** The trained variables (text model incl. embed_tokens, then the head), in module-tree order. */

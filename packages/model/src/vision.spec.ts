@@ -57,7 +57,7 @@ describe('geluTanh / LayerNorm', () => {
 
   it('LayerNorm normalises with the biased variance and eps', () => {
     const params: Param[] = [];
-    const ln = new LayerNorm(ParamScope.root(params, 'ln', false), 4, 1e-6);
+    const ln = new LayerNorm(ParamScope.root(params, 'ln', 'vision'), 4, 1e-6);
     ln.weight.load({ shape: [4], data: Float32Array.from([1, 2, 1, 1]) });
     ln.bias.load({ shape: [4], data: Float32Array.from([0, 0, 0, 1]) });
     const x = [1, 2, 3, 6];
@@ -74,7 +74,7 @@ describe('VisionEmbeddings', () => {
   it('conv patches are row-major (t = r·n + c) with PyTorch conv semantics plus bucketed positions', () => {
     const cfg = { ...presetConfig('tiny').vision, hiddenSize: 8 };
     const params: Param[] = [];
-    const emb = new VisionEmbeddings(ParamScope.root(params, 'e', false), cfg, 32);
+    const emb = new VisionEmbeddings(ParamScope.root(params, 'e', 'vision'), cfg, 32);
     loadRandom(params, 11);
     const S = 48; // n = 3 → buckets ⌊32i/3⌋ = 0, 10, 21
     const pixels = randn(S * S * 3, 12);
@@ -105,7 +105,7 @@ describe('VisionEmbeddings', () => {
 describe('VisionAttention', () => {
   it('matches a per-head reference softmax(q·kᵀ/√d)·v with biases, bidirectional', () => {
     const params: Param[] = [];
-    const attn = new VisionAttention(ParamScope.root(params, 'a', false), 4, 2);
+    const attn = new VisionAttention(ParamScope.root(params, 'a', 'vision'), 4, 2);
     loadRandom(params, 21, 0.5);
     const S = 3;
     const xData = randn(S * 4, 22);
@@ -141,7 +141,7 @@ describe('VisionTransformer (tiny)', () => {
   it('keeps [B, n², D] through embeddings, layers and post_layernorm; encodes each image on its own', () => {
     const cfg = presetConfig('tiny').vision;
     const params: Param[] = [];
-    const vit = new VisionTransformer(ParamScope.root(params, 'model.vision_model', false), cfg, 32);
+    const vit = new VisionTransformer(ParamScope.root(params, 'model.vision_model', 'vision'), cfg, 32);
     loadRandom(params, 31, 0.05);
     expect(params.filter((p) => p.name.includes('encoder.layers.1.')).length).toBe(16);
     expect(vit.layers[1]).toBeInstanceOf(EncoderLayer);

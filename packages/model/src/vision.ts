@@ -5,8 +5,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ConfigError, ShapeError } from '@smolrate/core';
 import type { VisionConfig } from './config.js';
-import { IMAGE_CHANNELS } from './params.js';
 import { Linear, type Param, type ParamScope } from './layers.js';
+
+/** RGB input of the patch conv. */
+export const IMAGE_CHANNELS = 3;
 
 /** √(2/π), the constant of the tanh form of GELU. */
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -41,8 +43,8 @@ export class LayerNorm {
     dim: number,
     readonly eps: number,
   ) {
-    this.weight = scope.param('weight', [dim]);
-    this.bias = scope.param('bias', [dim]);
+    this.weight = scope.param('weight', [dim], 'ones');
+    this.bias = scope.param('bias', [dim], 'zeros');
   }
 
   apply(x: tf.Tensor): tf.Tensor {
@@ -66,10 +68,10 @@ export class VisionEmbeddings {
     const patch = scope.child('patch_embedding');
     const D = cfg.hiddenSize;
     this.patchEmbedding = {
-      weight: patch.param('weight', [D, IMAGE_CHANNELS, cfg.patchSize, cfg.patchSize], 'conv'),
-      bias: patch.param('bias', [D]),
+      weight: patch.param('weight', [D, IMAGE_CHANNELS, cfg.patchSize, cfg.patchSize], 'normal', 'conv'),
+      bias: patch.param('bias', [D], 'zeros'),
     };
-    this.positionEmbedding = scope.child('position_embedding').param('weight', [grid * grid, D]);
+    this.positionEmbedding = scope.child('position_embedding').param('weight', [grid * grid, D], 'normal');
   }
 
   positionIds(n: number): Int32Array {
