@@ -9,7 +9,7 @@ import { readMetrics, type MetricRecord } from '@smolrate/core';
 import { formatCsv } from './csv.js';
 import type { Efficiency } from './efficiency.js';
 import { densitySvg, errorByBand, errorByBandSvg, histogramsSvg, lineChartSvg, type BandError, type Series } from './figures.js';
-import { metricsByCategory, regressionMetrics, type CategoryMetrics } from './metrics.js';
+import { metricsByCategory, reportMetrics, type CategoryMetrics } from './metrics.js';
 import type { Throughput } from './predictor.js';
 
 export interface ReportRow {
@@ -97,7 +97,7 @@ export async function writeReport(input: BuildReportInput): Promise<ReportJson> 
   await mkdir(outDir, { recursive: true });
   const targets = rows.map((r) => r.target);
   const preds = rows.map((r) => r.prediction);
-  const met = regressionMetrics(targets, preds);
+  const met = reportMetrics(targets, preds);
   const perCategory = metricsByCategory(rows);
   const bands = errorByBand(targets, preds);
 
