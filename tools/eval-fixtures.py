@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference values for apps/eval's metrics (apps/eval/tests/fixtures/metrics-cases.json).
+"""Reference values for the regression metrics (packages/core/tests/fixtures/metrics-cases.json).
 
 Run with the system Python: /usr/bin/python3 tools/eval-fixtures.py
 scipy is not installed on the build hosts, so the references are computed with numpy alone,
@@ -61,7 +61,7 @@ cases.append(case("large-n-5000", t, np.clip(0.4 * t + 2.5 + rng.normal(0, 0.3, 
 cases.append(case("constant-predictions", [1, 2, 3, 4], [3, 3, 3, 3]))
 cases.append(case("unrelated-noise", rng.uniform(1, 5, 200), rng.uniform(1, 5, 200)))
 
-out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "apps", "eval", "tests", "fixtures", "metrics-cases.json")
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "packages", "core", "tests", "fixtures", "metrics-cases.json")
 with open(out, "w") as f:
     json.dump({"generator": "tools/eval-fixtures.py", "numpy": np.__version__, "cases": cases}, f, indent=1)
     f.write("\n")

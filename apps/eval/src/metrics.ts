@@ -1,28 +1,11 @@
 /**
- * Regression metrics of the paper and the LoViF challenge: RMSE, MAE, PLCC (Pearson), SRCC
- * (Spearman: Pearson of average ranks, so ties share the mean of their ranks, as
- * scipy.stats.spearmanr), and PLCC⁺ = max(0, PLCC), the factor CES uses.
- *
- * Degenerate input never yields NaN silently:
+ * The report's policy over core's regressionMetrics (RMSE, MAE, PLCC, SRCC, PLCC⁺): degenerate
+ * input never yields NaN silently —
  *  - fewer than 2 rows, non-finite values or arrays of different lengths → DataError;
  *  - constant predictions or constant targets → correlations are undefined: `plcc`, `srcc` and
  *    `plccPlus` are null and `degenerate` says why (RMSE / MAE are still given).
  */
-import { DataError } from '@smolrate/core';
-
-export interface RegressionMetrics {
-  n: number;
-  rmse: number;
-  mae: number;
-  /** Pearson linear correlation; null when either side is constant. */
-  plcc: number | null;
-  /** Spearman rank correlation (average ranks for ties); null when either side is constant. */
-  srcc: number | null;
-  /** max(0, PLCC), the factor of CES; null with plcc. */
-  plccPlus: number | null;
-  /** Why the correlations are null (e.g. "constant predictions"); absent when they are defined. */
-  degenerate?: string;
-}
+import { DataError, regressionMetrics, type RegressionMetrics } from '@smolrate/core';
 
 function check(targets: ArrayLike<number>, predictions: ArrayLike<number>): void {
   if (targets.length !== predictions.length) {
@@ -35,72 +18,10 @@ function check(targets: ArrayLike<number>, predictions: ArrayLike<number>): void
   }
 }
 
-function mean(x: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += x[i];
-  return s / x.length;
-}
-
-/** Pearson correlation, or null when either side has zero variance. Two-pass (centred) for accuracy. */
-export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number | null {
-  const mx = mean(x);
-  const my = mean(y);
-  let sxy = 0;
-  let sxx = 0;
-  let syy = 0;
-  for (let i = 0; i < x.length; i++) {
-    const dx = x[i] - mx;
-    const dy = y[i] - my;
-    sxy += dx * dy;
-    sxx += dx * dx;
-    syy += dy * dy;
-  }
-  if (sxx === 0 || syy === 0) return null;
-  const r = sxy / Math.sqrt(sxx * syy);
-  return Math.max(-1, Math.min(1, r));
-}
-
-/** 1-based ranks; tied values get the mean of the ranks they span. */
-export function averageRanks(x: ArrayLike<number>): Float64Array {
-  const order = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[a] - x[b]);
-  const ranks = new Float64Array(x.length);
-  let i = 0;
-  while (i < order.length) {
-    let j = i;
-    while (j + 1 < order.length && x[order[j + 1]] === x[order[i]]) j++;
-    const r = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) ranks[order[k]] = r;
-    i = j + 1;
-  }
-  return ranks;
-}
-
-function isConstant(x: ArrayLike<number>): boolean {
-  for (let i = 1; i < x.length; i++) if (x[i] !== x[0]) return false;
-  return true;
-}
-
-export function regressionMetrics(targets: ArrayLike<number>, predictions: ArrayLike<number>): RegressionMetrics {
+/** regressionMetrics of rows a report is about: at least 2, all finite, else a DataError naming the row. */
+export function reportMetrics(targets: ArrayLike<number>, predictions: ArrayLike<number>): RegressionMetrics {
   check(targets, predictions);
-  const n = targets.length;
-  let se = 0;
-  let ae = 0;
-  for (let i = 0; i < n; i++) {
-    const e = predictions[i] - targets[i];
-    se += e * e;
-    ae += Math.abs(e);
-  }
-  const out: RegressionMetrics = { n, rmse: Math.sqrt(se / n), mae: ae / n, plcc: null, srcc: null, plccPlus: null };
-  const constT = isConstant(targets);
-  const constP = isConstant(predictions);
-  if (constT || constP) {
-    out.degenerate = constT && constP ? 'constant targets and predictions' : constT ? 'constant targets' : 'constant predictions';
-    return out;
-  }
-  out.plcc = pearson(targets, predictions);
-  out.srcc = pearson(averageRanks(targets), averageRanks(predictions));
-  out.plccPlus = out.plcc === null ? null : Math.max(0, out.plcc);
-  return out;
+  return regressionMetrics(targets, predictions);
 }
 
 export interface CategoryMetrics extends Partial<RegressionMetrics> {
@@ -122,7 +43,7 @@ export function metricsByCategory(rows: ReadonlyArray<{ category: string; target
   const out: CategoryMetrics[] = [];
   for (const [category, g] of groups) {
     if (g.t.length < 2) out.push({ category, n: g.t.length, note: 'fewer than 2 rows' });
-    else out.push({ ...regressionMetrics(g.t, g.p), category });
+    else out.push({ ...reportMetrics(g.t, g.p), category });
   }
   return out.sort((a, b) => b.n - a.n || (a.category < b.category ? -1 : a.category > b.category ? 1 : 0));
 }

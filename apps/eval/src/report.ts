@@ -7,9 +7,9 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { readMetrics, type MetricRecord } from '@smolrate/core';
 import { formatCsv } from './csv.js';
-import type { Efficiency } from './efficiency.js';
+import { ces, type Efficiency } from './efficiency.js';
 import { densitySvg, errorByBand, errorByBandSvg, histogramsSvg, lineChartSvg, type BandError, type Series } from './figures.js';
-import { metricsByCategory, regressionMetrics, type CategoryMetrics } from './metrics.js';
+import { metricsByCategory, reportMetrics, type CategoryMetrics } from './metrics.js';
 import type { Throughput } from './predictor.js';
 
 export interface ReportRow {
@@ -80,15 +80,10 @@ const f3 = (v: number | null | undefined) => (v === null || v === undefined ? 'â
 const g = (v: number) => `${(v / 1e9).toFixed(2)} G`;
 const m = (v: number) => `${(v / 1e6).toFixed(2)} M`;
 
-export interface BuildReportInput {
+/** What the report says about the run and the model, as report.json holds it (efficiency.ces is filled in). */
+export interface BuildReportInput extends Pick<ReportJson, 'efficiency' | 'throughput' | 'backend' | 'checkpoint' | 'split' | 'data'> {
   outDir: string;
   rows: readonly ReportRow[];
-  efficiency: Efficiency;
-  throughput: Throughput;
-  backend: string;
-  checkpoint: string;
-  split: string;
-  data: string;
   runDir?: string | null;
 }
 
@@ -97,7 +92,7 @@ export async function writeReport(input: BuildReportInput): Promise<ReportJson> 
   await mkdir(outDir, { recursive: true });
   const targets = rows.map((r) => r.target);
   const preds = rows.map((r) => r.prediction);
-  const met = regressionMetrics(targets, preds);
+  const met = reportMetrics(targets, preds);
   const perCategory = metricsByCategory(rows);
   const bands = errorByBand(targets, preds);
 
@@ -125,7 +120,7 @@ export async function writeReport(input: BuildReportInput): Promise<ReportJson> 
     metrics: { rmse: met.rmse, mae: met.mae, plcc: met.plcc, srcc: met.srcc, plcc_plus: met.plccPlus, n: met.n, ...(met.degenerate ? { degenerate: met.degenerate } : {}) },
     perCategory,
     errorByBand: bands,
-    efficiency: { ...input.efficiency, ces: met.plcc === null ? 0 : Math.max(0, met.plcc) * input.efficiency.E },
+    efficiency: { ...input.efficiency, ces: ces(met.plcc, input.efficiency.E) },
     throughput: input.throughput,
     backend: input.backend,
     checkpoint: input.checkpoint,

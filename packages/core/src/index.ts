@@ -4,6 +4,7 @@ export * from './rng.js';
 export * from './log.js';
 export * from './progress.js';
 export * from './metrics.js';
+export * from './regression-metrics.js';
 export * from './cli.js';
 export * from './shards/schema.js';
 export * from './shards/shard-info.js';

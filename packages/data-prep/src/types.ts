@@ -2,18 +2,10 @@
  * The data-prep pipeline's shared types. A metadata line becomes either an `Item` (normalised,
  * validated, with its MAIN image URL chosen) or a `RejectRecord` (core) with a stable reason code.
  */
-export interface Item {
-  parent_asin: string;
-  /** The source file's category (e.g. "All_Beauty"): the sampling stratum. */
-  category: string;
-  /** The record's own main_category (a store label), or null. */
-  main_category: string | null;
-  title: string;
-  description: string;
-  features: string[];
-  average_rating: number;
-  rating_number: number;
-  image_url: string;
+import type { ShardRow } from '@smolrate/core';
+
+/** A shard row before its image is fetched (the URL is chosen, the bytes come later). */
+export interface Item extends Omit<ShardRow, 'image'> {
   /** Where it came from, for rejects found later (image stage). */
   source: string;
   line: number;

@@ -14,17 +14,18 @@ import {
   TOKENIZER_FILE,
   WEIGHTS_FILE,
   writeModelDir,
-  type TensorSource,
 } from './checkpoint-dir.js';
 import { fromHfConfig, presetConfig, toHfConfig, type ModelConfig } from './config.js';
 import { initParameter } from './init.js';
 import { expectedParameters, LM_HEAD_NAME } from './params.js';
-import { readSafetensorsFile, writeSafetensors } from './safetensors.js';
+import { readSafetensorsFile, safetensorsChunks, stateDictSources, type TensorSource } from './safetensors.js';
 import { SmolVLMRegressor } from './smolvlm.js';
 import type { StateDict } from './state-dict.js';
 import { TINY_TOKENIZER_URL } from './tokenizer.js';
 
 const PARITY = fileURLToPath(new URL('../tests/fixtures/parity/', import.meta.url));
+/** The whole file in memory: the writer's chunks joined. */
+const safetensorsBytes = (dict: StateDict, metadata?: Record<string, string>) => Buffer.concat([...safetensorsChunks(stateDictSources(dict), metadata)]);
 const cfg = presetConfig('tiny');
 const SEED = 5;
 let tmp: string;
@@ -121,7 +122,7 @@ describe('writeModelDir / loadModelDir', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  it('saveModelDir → loadModelDir is bit-exact (weights and pooled output); the file is writeSafetensors byte for byte', async () => {
+  it('saveModelDir → loadModelDir is bit-exact (weights and pooled output); the file is safetensorsChunks byte for byte', async () => {
     const model = SmolVLMRegressor.fromSeed(cfg, 11);
     const dir = path.join(tmp, 'saved');
     try {
@@ -130,7 +131,7 @@ describe('writeModelDir / loadModelDir', () => {
       expect(saved.tensors).toBe(expectedParameters(cfg).length);
       const bytes = await readFile(path.join(dir, WEIGHTS_FILE));
       expect(saved.weightsBytes).toBe(bytes.length);
-      expect(Buffer.compare(bytes, writeSafetensors(model.stateDict(), { format: 'pt' }))).toBe(0);
+      expect(Buffer.compare(bytes, safetensorsBytes(model.stateDict(), { format: 'pt' }))).toBe(0);
       expect((await readdir(dir)).filter((n) => n.startsWith('.'))).toEqual([]); // no temp files left
 
       const loaded = await loadModelDir(dir, quiet);
@@ -205,7 +206,7 @@ describe('writeModelDir / loadModelDir', () => {
     await expectCheckpointError(writeModelDir(dir, { config: cfg, tensors: initSources(cfg, SEED, { head: false }), tokenizerJson }), '4 problems');
     const dict: StateDict = new Map(expectedParameters(cfg, { includeLmHead: true, includeHead: false }).map((s) => [s.name, initParameter(s, SEED)]));
     await mkdir(dir, { recursive: true });
-    await writeFile(path.join(dir, WEIGHTS_FILE), writeSafetensors(dict, { format: 'pt' }));
+    await writeFile(path.join(dir, WEIGHTS_FILE), safetensorsBytes(dict, { format: 'pt' }));
     await writeFile(path.join(dir, CONFIG_FILE), JSON.stringify(toHfConfig(cfg)));
     await writeFile(path.join(dir, TOKENIZER_FILE), tokenizerJson);
 
@@ -246,7 +247,7 @@ describe('loadModelDir errors', () => {
     const { tensors } = await readSafetensorsFile(path.join(initDir, WEIGHTS_FILE));
     const dict: StateDict = new Map([...tensors].map(([k, t]) => [k, { shape: t.shape, data: t.data.slice() }]));
     edit(dict);
-    await writeFile(path.join(dir, WEIGHTS_FILE), writeSafetensors(dict, { format: 'pt' }));
+    await writeFile(path.join(dir, WEIGHTS_FILE), safetensorsBytes(dict, { format: 'pt' }));
     return dir;
   }
 
@@ -335,7 +336,7 @@ describe('saveModelDir refusals', () => {
       await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
       // A producer whose data does not fill its shape fails mid-write: no temp file, no final file.
       const short = sources.map((s, i) => (i === 3 ? { ...s, data: () => new Float32Array(1) } : s));
-      await expectCheckpointError(writeModelDir(dir, { config: cfg, tensors: short }), `tensor ${sources[3].name}`);
+      await expectCheckpointError(writeModelDir(dir, { config: cfg, tensors: short }), `tensor "${sources[3].name}"`, 'holds 64 values but the data has 1');
       expect(await readdir(dir)).toEqual([]);
     } finally {
       model.dispose();

@@ -33,9 +33,9 @@ import { CheckpointError, ConfigError, isSmolrateError } from '@smolrate/core';
 import { fromHfConfig, imageTokenCount, toHfConfig, type ModelConfig } from './config.js';
 import { expectedParameters, HEAD_PREFIX, LM_HEAD_NAME } from './params.js';
 import { CHAT_START_TOKEN, END_OF_UTTERANCE_TOKEN, FAKE_IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, IMAGE_TOKEN } from './prompt.js';
-import { readSafetensorsFile, validateStateDict } from './safetensors.js';
+import { readSafetensorsFile, safetensorsChunks, validateStateDict, type TensorSource } from './safetensors.js';
 import { SmolVLMRegressor, type LoadReport } from './smolvlm.js';
-import { sameShape, shapeSize, type StateTensor } from './state-dict.js';
+import { sameShape, type StateTensor } from './state-dict.js';
 import { loadTokenizer, type TextTokenizer } from './tokenizer.js';
 
 export const CONFIG_FILE = 'config.json';
@@ -259,14 +259,6 @@ function copyTensor(t: StateTensor): StateTensor {
 // Saving
 // ---------------------------------------------------------------------------------------------
 
-/** One tensor to write: its data is produced only when its turn comes (a copy or a fresh init). */
-export interface TensorSource {
-  name: string;
-  /** PyTorch shape. */
-  shape: readonly number[];
-  data(): Float32Array;
-}
-
 export interface WriteModelDirOptions {
   config: ModelConfig;
   /** Exactly the tensors of expectedParameters(config), plus optionally lm_head.weight. */
@@ -299,55 +291,12 @@ export interface SavedModelDir {
   weightsBytes: number;
 }
 
-const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** Shapes as validateStateDict prints them, so save and load errors read alike. */
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-/**
- * The safetensors header for `tensors` written in name order as float32, byte-for-byte what
- * safetensors.ts's writeSafetensors produces (its spec pins the reference writer's layout).
- */
-export function safetensorsHeader(tensors: ReadonlyArray<{ name: string; shape: readonly number[] }>, metadata: Record<string, string>): { header: Buffer; dataBytes: number } {
-  const parts: string[] = [];
-  const meta = Object.keys(metadata).sort().map((k) => `${JSON.stringify(k)}:${JSON.stringify(metadata[k])}`);
-  parts.push(`${JSON.stringify('__metadata__')}:{${meta.join(',')}}`);
-  let offset = 0;
-  for (const t of [...tensors].sort((a, b) => byCodeUnit(a.name, b.name))) {
-    const n = shapeSize(t.shape);
-    parts.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + 4 * n] })}`);
-    offset += 4 * n;
-  }
-  let json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
-  const pad = (8 - (json.length % 8)) % 8;
-  if (pad > 0) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const header = Buffer.allocUnsafe(8 + json.length);
-  header.writeBigUInt64LE(BigInt(json.length), 0);
-  json.copy(header, 8);
-  return { header, dataBytes: offset };
-}
 
 async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
   let off = 0;
   while (off < bytes.length) off += (await fh.write(bytes, off, bytes.length - off)).bytesWritten;
-}
-
-/** Streams the tensors into `fh` as float32 safetensors, one tensor's data in memory at a time. */
-async function streamSafetensors(fh: FileHandle, tensors: readonly TensorSource[], metadata: Record<string, string>): Promise<number> {
-  const { header, dataBytes } = safetensorsHeader(tensors, metadata);
-  await writeAll(fh, header);
-  for (const t of [...tensors].sort((a, b) => byCodeUnit(a.name, b.name))) {
-    const data = t.data();
-    const n = shapeSize(t.shape);
-    if (data.length !== n) throw new CheckpointError(`tensor ${t.name}: shape ${fmt(t.shape)} holds ${n} values but the data has ${data.length}`);
-    if (LITTLE_ENDIAN) await writeAll(fh, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    else {
-      const le = Buffer.allocUnsafe(data.byteLength);
-      for (let i = 0; i < data.length; i++) le.writeFloatLE(data[i], 4 * i);
-      await writeAll(fh, le);
-    }
-  }
-  return header.length + dataBytes;
 }
 
 function tempName(file: string): string {
@@ -429,7 +378,10 @@ export async function writeModelDir(dir: string, options: WriteModelDirOptions):
     await mkdir(dir, { recursive: true });
     let weightsBytes = 0;
     const weightsTmp = await writeTemp(target.weights, temps, async (fh) => {
-      weightsBytes = await streamSafetensors(fh, tensors, metadata);
+      for (const chunk of safetensorsChunks(tensors, metadata)) {
+        await writeAll(fh, chunk);
+        weightsBytes += chunk.byteLength;
+      }
     });
     const tokenizerTmp = tokenizerJson === null ? null : await writeTemp(target.tokenizer, temps, (fh) => writeAll(fh, Buffer.from(tokenizerJson, 'utf8')));
     const configTmp = await writeTemp(target.config, temps, (fh) => writeAll(fh, Buffer.from(JSON.stringify(hfConfig, null, 2) + '\n', 'utf8')));

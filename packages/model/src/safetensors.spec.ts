@@ -12,10 +12,15 @@ import {
   readSafetensors,
   readSafetensorsFile,
   readSafetensorsHeader,
+  safetensorsChunks,
+  stateDictSources,
   validateStateDict,
-  writeSafetensors,
+  type TensorSource,
 } from './safetensors.js';
 import type { StateDict } from './state-dict.js';
+
+/** The whole file in memory: the writer's chunks joined. */
+const safetensorsBytes = (dict: StateDict, metadata?: Record<string, string>) => Buffer.concat([...safetensorsChunks(stateDictSources(dict), metadata)]);
 
 const FIXTURES = fileURLToPath(new URL('../tests/fixtures/parity/', import.meta.url));
 
@@ -74,10 +79,10 @@ function bitsOf(a: Float32Array): Uint32Array {
   return new Uint32Array(a.buffer, a.byteOffset, a.length);
 }
 
-describe('writeSafetensors / readSafetensors', () => {
+describe('safetensorsChunks / readSafetensors', () => {
   it('round-trips bit-exactly, with metadata', () => {
     const dict = sampleDict();
-    const bytes = writeSafetensors(dict, { format: 'pt', note: 'ünïcode ✓' });
+    const bytes = safetensorsBytes(dict, { format: 'pt', note: 'ünïcode ✓' });
     const { tensors, metadata } = readSafetensors(bytes);
     expect(metadata).toEqual({ format: 'pt', note: 'ünïcode ✓' });
     expect([...tensors.keys()]).toEqual([...dict.keys()].sort());
@@ -91,8 +96,8 @@ describe('writeSafetensors / readSafetensors', () => {
   it('writes deterministic bytes: name-sorted layout, compact JSON padded with spaces to 8 bytes', () => {
     const dict = sampleDict();
     const reversed: StateDict = new Map([...dict].reverse());
-    const a = writeSafetensors(dict, { z: '1', a: '2' });
-    const b = writeSafetensors(reversed, { a: '2', z: '1' });
+    const a = safetensorsBytes(dict, { z: '1', a: '2' });
+    const b = safetensorsBytes(reversed, { a: '2', z: '1' });
     expect(Buffer.compare(a, b)).toBe(0);
 
     const n = Number(a.readBigUInt64LE(0));
@@ -121,7 +126,7 @@ describe('writeSafetensors / readSafetensors', () => {
       ['2', { shape: [1], data: new Float32Array([2]) }],
       ['b', { shape: [1], data: new Float32Array([3]) }],
     ]);
-    const bytes = writeSafetensors(dict);
+    const bytes = safetensorsBytes(dict);
     const n = Number(bytes.readBigUInt64LE(0));
     expect(bytes.subarray(8, 8 + n).toString('utf8').trimEnd()).toBe(
       '{"10":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"2":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}',
@@ -130,19 +135,42 @@ describe('writeSafetensors / readSafetensors', () => {
   });
 
   it('omits __metadata__ without metadata, and round-trips an empty dict', () => {
-    const bytes = writeSafetensors(new Map());
+    const bytes = safetensorsBytes(new Map());
     expect(bytes.subarray(8).toString('utf8')).toBe('{}      ');
     expect(readSafetensors(bytes)).toEqual({ tensors: new Map(), metadata: {} });
   });
 
   it('refuses to write inconsistent tensors or the reserved name', () => {
-    expectCheckpointError(() => writeSafetensors(new Map([['w', { shape: [2, 3], data: new Float32Array(5) }]])), '"w"', '[2, 3]', '5');
-    expectCheckpointError(() => writeSafetensors(new Map([['w', { shape: [-1], data: new Float32Array(0) }]])), '"w"');
-    expectCheckpointError(() => writeSafetensors(new Map([['__metadata__', { shape: [1], data: new Float32Array(1) }]])), '__metadata__');
+    expectCheckpointError(() => safetensorsBytes(new Map([['w', { shape: [2, 3], data: new Float32Array(5) }]])), '"w"', '[2, 3]', '5');
+    expectCheckpointError(() => safetensorsBytes(new Map([['w', { shape: [-1], data: new Float32Array(0) }]])), '"w"');
+    expectCheckpointError(() => safetensorsBytes(new Map([['__metadata__', { shape: [1], data: new Float32Array(1) }]])), '__metadata__');
+    const w = { name: 'w', shape: [1], data: () => new Float32Array(1) };
+    expectCheckpointError(() => [...safetensorsChunks([w, w])], '"w" is given twice');
+  });
+
+  it("streams: the header comes first and each tensor's data is asked for only when its chunk is taken, in name order", () => {
+    const asked: string[] = [];
+    const source = (name: string, value: number): TensorSource => ({
+      name,
+      shape: [1],
+      data: () => {
+        asked.push(name);
+        return new Float32Array([value]);
+      },
+    });
+    const chunks = safetensorsChunks([source('b', 2), source('a', 1)]);
+    const header = chunks.next().value as Uint8Array;
+    expect(asked).toEqual([]);
+    expect(Array.from(new Float32Array(Uint8Array.from(chunks.next().value as Uint8Array).buffer))).toEqual([1]);
+    expect(asked).toEqual(['a']);
+    chunks.next();
+    expect(asked).toEqual(['a', 'b']);
+    expect(chunks.next().done).toBe(true);
+    expect(header.length).toBe(8 + Number(Buffer.from(header).readBigUInt64LE(0)));
   });
 
   it('returns F32 data as views into an aligned buffer and copies when unaligned', () => {
-    const bytes = writeSafetensors(new Map([['w', { shape: [2], data: new Float32Array([1.5, -2]) }]]));
+    const bytes = safetensorsBytes(new Map([['w', { shape: [2], data: new Float32Array([1.5, -2]) }]]));
     const aligned = readSafetensors(bytes).tensors.get('w')!;
     expect(aligned.data.buffer).toBe(bytes.buffer);
     expect(Array.from(aligned.data)).toEqual([1.5, -2]);
@@ -285,7 +313,7 @@ describe('readSafetensorsFile', () => {
   it('reads a file into one buffer with views into it', async () => {
     const dict = sampleDict();
     const path = join(dir, 'a.safetensors');
-    await writeFile(path, writeSafetensors(dict, { format: 'pt' }));
+    await writeFile(path, safetensorsBytes(dict, { format: 'pt' }));
     const { tensors, metadata } = await readSafetensorsFile(path);
     expect(metadata).toEqual({ format: 'pt' });
     const buffers = new Set([...tensors.values()].map((t) => t.data.buffer));
@@ -301,7 +329,7 @@ describe('readSafetensorsFile', () => {
     expect((err as Error & { cause?: { code?: string } }).cause?.code).toBe('ENOENT');
 
     const truncated = join(dir, 'truncated.safetensors');
-    const bytes = writeSafetensors(sampleDict());
+    const bytes = safetensorsBytes(sampleDict());
     await writeFile(truncated, bytes.subarray(0, bytes.length - 3));
     const err2 = await readSafetensorsFile(truncated).catch((e: unknown) => e);
     expect(err2).toBeInstanceOf(CheckpointError);
@@ -331,7 +359,7 @@ describe('a file written by the Python reference (tools/parity/reference.py)', (
     expect(tensors.get('model.connector.modality_projection.proj.weight')!.shape).toEqual([72, 512]);
     expect(tensors.get('model.vision_model.embeddings.patch_embedding.weight')!.shape).toEqual([32, 3, 8, 8]);
     // The Python writer follows the same conventions (compact JSON, sorted names, space padding).
-    expect(Buffer.compare(writeSafetensors(tensors, metadata), original)).toBe(0);
+    expect(Buffer.compare(safetensorsBytes(tensors, metadata), original)).toBe(0);
   });
 });
 

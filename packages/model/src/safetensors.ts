@@ -10,7 +10,7 @@
 import { open } from 'node:fs/promises';
 import { constants as bufferConstants } from 'node:buffer';
 import { CheckpointError } from '@smolrate/core';
-import type { StateDict, StateTensor } from './state-dict.js';
+import type { StateDict } from './state-dict.js';
 
 /** The reference implementation refuses headers above 100 MB (`MAX_HEADER_SIZE`). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -266,13 +266,29 @@ export async function readSafetensorsFile(path: string): Promise<SafetensorsCont
   }
 }
 
+/** One tensor to write: its data is produced only when its turn comes (a copy or a fresh init). */
+export interface TensorSource {
+  name: string;
+  /** PyTorch shape. */
+  shape: readonly number[];
+  data(): Float32Array;
+}
+
+/** A state dict's tensors as sources that hand out their data as it is (no copy). */
+export function stateDictSources(dict: StateDict): TensorSource[] {
+  return [...dict].map(([name, t]) => ({ name, shape: t.shape, data: () => t.data }));
+}
+
 /**
- * Serialises a state dict as float32 safetensors: tensors sorted by name, laid out in that order,
- * metadata keys sorted, compact JSON padded with spaces to a multiple of 8 bytes (as the reference
- * writer does, so the data section starts 8-byte aligned). Same input → same bytes.
+ * Serialises tensors as float32 safetensors, as chunks: the header, then each tensor's bytes.
+ * Tensors are sorted by name and laid out in that order, metadata keys sorted (no `__metadata__`
+ * without metadata), compact JSON padded with spaces to a multiple of 8 bytes (as the reference
+ * writer does, so the data section starts 8-byte aligned). Same input → same bytes. A tensor's
+ * `data()` is called only when its chunk is asked for, so a consumer that writes each chunk
+ * before taking the next holds one tensor at a time; `Buffer.concat([...chunks])` is the file.
  */
-export function writeSafetensors(dict: StateDict, metadata?: Record<string, string>): Buffer {
-  const names = [...dict.keys()].sort(byCodeUnit);
+export function* safetensorsChunks(tensors: readonly TensorSource[], metadata?: Record<string, string>): Generator<Uint8Array, void, undefined> {
+  const sorted = [...tensors].sort((a, b) => byCodeUnit(a.name, b.name));
   // The JSON is assembled by hand: an object would move index-like keys ("0", "7") to the front.
   const parts: string[] = [];
   if (metadata !== undefined) {
@@ -284,33 +300,36 @@ export function writeSafetensors(dict: StateDict, metadata?: Record<string, stri
     parts.push(`${JSON.stringify(METADATA_KEY)}:{${meta.join(',')}}`);
   }
   let offset = 0;
-  const tensors: StateTensor[] = [];
-  for (const name of names) {
-    if (name === METADATA_KEY) throw new CheckpointError(`safetensors: "${METADATA_KEY}" is reserved and cannot name a tensor`);
-    const t = dict.get(name) as StateTensor;
-    if (!t.shape.every((d) => isDim(d))) throw new CheckpointError(`safetensors: tensor "${name}": shape [${t.shape.join(', ')}] is not a list of non-negative integers`);
-    const n = shapeSize(t.shape, `tensor "${name}"`);
-    if (t.data.length !== n) throw new CheckpointError(`safetensors: tensor "${name}": shape [${t.shape.join(', ')}] holds ${n} values but the data has ${t.data.length}`);
-    parts.push(`${JSON.stringify(name)}:${JSON.stringify({ dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + 4 * n] })}`);
+  const sizes: number[] = [];
+  for (const [i, t] of sorted.entries()) {
+    const what = `tensor "${t.name}"`;
+    if (t.name === METADATA_KEY) throw new CheckpointError(`safetensors: "${METADATA_KEY}" is reserved and cannot name a tensor`);
+    if (i > 0 && sorted[i - 1].name === t.name) throw new CheckpointError(`safetensors: ${what} is given twice`);
+    if (!t.shape.every((d) => isDim(d))) throw new CheckpointError(`safetensors: ${what}: shape [${t.shape.join(', ')}] is not a list of non-negative integers`);
+    const n = shapeSize(t.shape, what);
+    parts.push(`${JSON.stringify(t.name)}:${JSON.stringify({ dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + 4 * n] })}`);
     offset += 4 * n;
-    tensors.push(t);
+    sizes.push(n);
   }
   let json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
   const pad = (8 - (json.length % 8)) % 8;
   if (pad > 0) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const out = Buffer.allocUnsafe(8 + json.length + offset);
-  out.writeBigUInt64LE(BigInt(json.length), 0);
-  json.copy(out, 8);
-  let pos = 8 + json.length;
-  for (const t of tensors) {
+  const header = Buffer.allocUnsafe(8 + json.length);
+  header.writeBigUInt64LE(BigInt(json.length), 0);
+  json.copy(header, 8);
+  yield header;
+
+  for (const [i, t] of sorted.entries()) {
+    const data = t.data();
+    if (data.length !== sizes[i]) throw new CheckpointError(`safetensors: tensor "${t.name}": shape [${t.shape.join(', ')}] holds ${sizes[i]} values but the data has ${data.length}`);
     if (LITTLE_ENDIAN) {
-      out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
+      yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     } else {
-      for (let i = 0; i < t.data.length; i++) out.writeFloatLE(t.data[i], pos + 4 * i);
+      const le = Buffer.allocUnsafe(data.byteLength);
+      for (let j = 0; j < data.length; j++) le.writeFloatLE(data[j], 4 * j);
+      yield le;
     }
-    pos += t.data.byteLength;
   }
-  return out;
 }
 
 export interface ExpectedTensor {

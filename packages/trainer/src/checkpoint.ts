@@ -18,7 +18,7 @@ import { saveModelDir, type SmolVLMRegressor } from '@smolrate/model';
 import type { EarlyStoppingState } from './early-stopping.js';
 import type { SamplerState } from './sampler.js';
 import type { TrainerConfig } from './config.js';
-import type { ValMetrics } from './val-metrics.js';
+import type { ValMetrics } from './evaluate.js';
 
 export const TRAINER_STATE_FORMAT = 'smolrate-trainer-state/1';
 export const OPTIMIZER_FILE = 'optimizer.bin';

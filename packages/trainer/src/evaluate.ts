@@ -1,11 +1,11 @@
 /**
  * Validation in eval mode (no dropout): predictions for every sample of a split, in global-index
- * order, from cached image features, and the metrics of val-metrics.ts.
+ * order, from cached image features, and their metrics (core's regressionMetrics).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { regressionMetrics } from '@smolrate/core';
 import type { SmolVLMRegressor } from '@smolrate/model';
 import type { BatchBuilder, TrainingBatch } from './batches.js';
-import { valMetrics, type ValMetrics } from './val-metrics.js';
 
 /** Tensors of a built batch (the caller disposes them). */
 export function batchTensors(b: TrainingBatch): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D; imageFeatures: tf.Tensor3D; targets: tf.Tensor1D } {
@@ -44,7 +44,24 @@ export async function predictSplit(model: SmolVLMRegressor, builder: BatchBuilde
   return { predictions, targets };
 }
 
+/** What a validation records (metrics.jsonl, trainer-state.json) and early stopping watches (plcc). */
+export interface ValMetrics {
+  rmse: number;
+  plcc: number;
+  srcc: number;
+  samples: number;
+}
+
+/**
+ * The trainer's view of regressionMetrics: a validation never stops a run, so undefined
+ * correlations (constant or non-finite predictions) are recorded as NaN, which never improves.
+ */
+export function valMetrics(targets: ArrayLike<number>, predictions: ArrayLike<number>): ValMetrics {
+  const m = regressionMetrics(targets, predictions);
+  return { rmse: m.rmse, plcc: m.plcc ?? NaN, srcc: m.srcc ?? NaN, samples: m.n };
+}
+
 export async function evaluate(model: SmolVLMRegressor, builder: BatchBuilder, numSamples: number, batchSize: number): Promise<ValMetrics> {
   const { predictions, targets } = await predictSplit(model, builder, numSamples, batchSize);
-  return valMetrics(predictions, targets);
+  return valMetrics(targets, predictions);
 }

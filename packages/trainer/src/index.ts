@@ -27,7 +27,6 @@ export * from './lr-schedule.js';
 export * from './early-stopping.js';
 export * from './bench-allreduce.js';
 export * from './config.js';
-export * from './val-metrics.js';
 export * from './replica.js';
 export * from './evaluate.js';
 export * from './checkpoint.js';

@@ -55,18 +55,9 @@ export interface ShardDatasetOptions {
 }
 
 /** A sample without its image: what the batch builder needs once features are cached. */
-export interface SampleMeta {
+export interface SampleMeta extends Omit<ShardRow, 'image'> {
   /** Global index (position in the split's manifest order). */
   index: number;
-  parent_asin: string;
-  category: string;
-  main_category: string | null;
-  title: string;
-  description: string;
-  features: string[];
-  average_rating: number;
-  rating_number: number;
-  image_url: string;
   /** Lowercase hex SHA-256 of the row's JPEG bytes: the image's key in the feature cache. */
   imageSha256: string;
 }

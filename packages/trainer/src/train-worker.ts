@@ -41,7 +41,7 @@ import { Replica } from './replica.js';
 import { dropoutSeeds, GlobalSampler, type SamplerStep } from './sampler.js';
 import { ShardDataset } from './shard-dataset.js';
 import { TrainingProgress } from './training-progress.js';
-import type { ValMetrics } from './val-metrics.js';
+import type { ValMetrics } from './evaluate.js';
 
 /** The resolved config travels to the workers as JSON in this variable. */
 export const CONFIG_ENV = 'SMOLRATE_TRAINER_CONFIG';

@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { DataError, flagBool, parseArgs, requireFlag } from '@smolrate/core';
 import { parseCsvRecords } from '../csv.js';
-import { metricsByCategory, regressionMetrics } from '../metrics.js';
+import { metricsByCategory, reportMetrics } from '../metrics.js';
 
 export const summary = 'RMSE / MAE / PLCC / SRCC / PLCC⁺ of a CSV (columns target,prediction[,category])';
 
@@ -32,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const recs = parseCsvRecords(text, ['target', 'prediction'], file);
   const rows = recs.map((r, i) => ({ target: toNumber(r.target, i + 2, 'target'), prediction: toNumber(r.prediction, i + 2, 'prediction'), category: r.category ?? '' }));
-  const m = regressionMetrics(rows.map((r) => r.target), rows.map((r) => r.prediction));
+  const m = reportMetrics(rows.map((r) => r.target), rows.map((r) => r.prediction));
   const perCategory = recs.length > 0 && 'category' in recs[0] ? metricsByCategory(rows) : undefined;
   if (flagBool(args, 'json')) {
     process.stdout.write(JSON.stringify({ n: m.n, rmse: m.rmse, mae: m.mae, plcc: m.plcc, srcc: m.srcc, plcc_plus: m.plccPlus, ...(m.degenerate ? { degenerate: m.degenerate } : {}), ...(perCategory ? { perCategory } : {}) }, null, 2) + '\n');
