@@ -5,7 +5,7 @@ import { totalParameters, expectedParameters } from './params.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-describe('expectedParameters — the 256M checkpoint (MODEL.md "Checkpoint tensors")', () => {
+describe('expectedParameters — the 256M checkpoint (docs/reference/model.md "Checkpoint tensors")', () => {
   const cfg = presetConfig('smolvlm2-256m');
   const hf = expectedParameters(cfg, { includeLmHead: true, includeHead: false });
 
@@ -27,7 +27,7 @@ describe('expectedParameters — the 256M checkpoint (MODEL.md "Checkpoint tenso
     expect(sha256(hf.map((p) => `${p.name} ${p.shape.join('x')}`).join('\n'))).toBe('1cde91a9d496456b4b6fe75a70bdc34c19ac8dad920933eda655c03f140589df');
   });
 
-  it('reproduces the parameter counts of MODEL.md "Counts"', () => {
+  it('reproduces the parameter counts of docs/reference/model.md "Counts"', () => {
     const all = expectedParameters(cfg, { includeLmHead: true });
     expect(totalParameters(hf)).toBe(256_484_928); // the file
     expect(totalParameters(all, { groups: ['vision'] })).toBe(86_433_024);

@@ -1,6 +1,6 @@
 /**
  * The full, ordered list of parameter names and PyTorch shapes for a config — the names of the
- * HF SmolVLM2 checkpoint (MODEL.md "Checkpoint tensors", in that listing's order) plus smolrate's
+ * HF SmolVLM2 checkpoint (docs/reference/model.md "Checkpoint tensors", in that listing's order) plus smolrate's
  * `regression_head.*`. The module tree in vision.ts / connector.ts / decoder.ts / head.ts builds
  * the same names independently; a test checks that the two agree, and a golden test pins the list
  * for the 256M preset.
