@@ -1,6 +1,6 @@
-// Lint = TypeScript rules + Nx module boundaries. Boundaries encode DESIGN.md's one-way
+// Lint = TypeScript rules + Nx module boundaries. Boundaries encode docs/reference/design.md's one-way
 // dependencies (core ← model ← trainer, core ← data-prep, eval uses core + model) and the
-// banned imports of STYLE.md: no tfjs in data-prep, no sharp / BullMQ / S3 SDK in model.
+// banned imports of docs/reference/style.md: no tfjs in data-prep, no sharp / BullMQ / S3 SDK in model.
 import nx from '@nx/eslint-plugin';
 
 export default [

@@ -2,8 +2,8 @@
  * `npm run demo`: the main job end to end on a generated sample —
  *   synthetic Amazon-format metadata + images → shards (2 BullMQ workers) → 4-worker training of
  *   the tiny preset on the CPU → evaluation report.
- * Every stage is a real CLI run (the same commands `nx run …` runs); stages whose package is not
- * built yet are named and skipped. Options: --items N (3000), --out DIR (demo-out), --s3 (shards
+ * Every stage is a real CLI run (the same commands `nx run …` runs); stages whose package has not
+ * been built (no dist/) are named and skipped. Options: --items N (3000), --out DIR (demo-out), --s3 (shards
  * to a local S3-compatible server instead of a folder), --seed S, --epochs E (4), --keep (reuse existing
  * stages).
  */
@@ -85,27 +85,27 @@ async function main(): Promise<number> {
     await stage('synthetic dataset', async () => {
       const c = await run('node', [dataPrep!, 'synth', '--items', String(items), '--out', data, '--seed', String(seed)]);
       if (c !== 0) throw new Error(`synth exited with ${c}`);
-    }, dataPrep !== null, 'data-prep is not built yet (issue 4)');
+    }, dataPrep !== null, 'data-prep is not built (no packages/data-prep/dist; run npm run build)');
 
     await stage('shards (2 BullMQ workers)', async () => {
       const rewrite = JSON.stringify({ 'https://m.media-amazon.com/images/I/': pathToFileURL(join(data, 'images')).href + '/' });
       const c = await run('node', [dataPrep!, 'build-shards', data, '--out', shards, '--workers', '2', '--seed', String(seed),
         '--selection.val-size', String(Math.max(100, Math.round(items * 0.1))), '--images.rewrite', rewrite], env);
       if (c !== 0) throw new Error(`build-shards exited with ${c}`);
-    }, dataPrep !== null, 'data-prep is not built yet (issue 4)');
+    }, dataPrep !== null, 'data-prep is not built (no packages/data-prep/dist; run npm run build)');
 
     await stage('training (trainer:launch --gpus 4, tiny preset, CPU)', async () => {
       // The tiny preset trains from a random init, so it takes a from-scratch learning rate
-      // (the paper's 4e-4 is for fine-tuning the pretrained 256M model); docs/quick-start.md.
+      // (the paper's 4e-4 is for fine-tuning the pretrained 256M model); docs/quickstart.md.
       const c = await run('node', [trainer!, 'launch', '--gpus', '4', '--redis', redis.url, '--data', shards, '--run', runDir, '--preset', 'tiny', '--seed', String(seed),
         '--global-batch', '32', '--epochs', String(epochs), '--peak-lr', '3e-3'], env);
       if (c !== 0) throw new Error(`trainer exited with ${c}`);
-    }, trainer !== null, 'the trainer is not built yet (issue 5)');
+    }, trainer !== null, 'the trainer is not built (no packages/trainer/dist; run npm run build)');
 
     await stage('evaluation report', async () => {
       const c = await run('node', [evalBin!, 'report', '--checkpoint', join(runDir, 'checkpoints', 'best'), '--data', shards, '--split', 'val', '--run', runDir, '--out', reportDir], env);
       if (c !== 0) throw new Error(`eval exited with ${c}`);
-    }, evalBin !== null && existsSync(join(runDir, 'checkpoints')), 'the eval app (issue 6) or a trained checkpoint is missing');
+    }, evalBin !== null && existsSync(join(runDir, 'checkpoints')), 'the eval app is not built (no apps/eval/dist) or training left no checkpoint');
   } catch (e) {
     process.stderr.write(`demo: ${(e as Error).message}\n`);
     code = 1;

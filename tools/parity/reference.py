@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent float64 PyTorch reference of the smolrate forward pass (docs/MODEL.md).
+"""Independent float64 PyTorch reference of the smolrate forward pass (docs/reference/model.md).
 
 SigLIP-style vision encoder (bucketed position ids) -> pixel shuffle connector -> Llama decoder
 (RMSNorm, half-split RoPE, GQA, SwiGLU, causal + padding mask) -> mask-aware mean pooling ->

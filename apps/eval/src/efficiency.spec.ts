@@ -3,7 +3,7 @@ import { countMacs, loadTokenizer, presetConfig, TINY_TOKENIZER_URL } from '@smo
 import { describe, expect, it } from 'vitest';
 import { ces, complexity, efficiency, efficiencyFactor, maximumTextTokens, meanTextTokens } from './efficiency.js';
 
-describe('CES formula (DATA.md, the paper\'s 228 M / 68 G)', () => {
+describe('CES formula (docs/reference/data.md, the paper\'s 228 M / 68 G)', () => {
   it('228 M params and 68 G give C ≈ 0.881 and E ≈ 1.006', () => {
     // The model's exact count (228,266,113) with 68 G: the paper's rounded figures.
     const c = complexity(228_266_113, 68e9);

@@ -1,5 +1,5 @@
 /**
- * Efficiency figures and the challenge's Comprehensive Efficiency Score (DATA.md "LoViF 2026"):
+ * Efficiency figures and the challenge's Comprehensive Efficiency Score (docs/reference/data.md "LoViF 2026"):
  *
  *   C    = sqrt(Params / 1e9) · sqrt(FLOPs / 20e9)
  *   E(C) = min(1 + 0.05·ln(1/C), 1.10)   if C ≤ 1

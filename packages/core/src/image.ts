@@ -147,7 +147,7 @@ export async function decodeImage(bytes: Uint8Array, options: ImageDecodeOptions
 }
 
 /**
- * The shard image (DESIGN.md): size × size RGB JPEG at `quality` (default 95, 4:2:0 chroma, no
+ * The shard image (docs/reference/design.md): size × size RGB JPEG at `quality` (default 95, 4:2:0 chroma, no
  * metadata), made with the same conversions as decodeImage. Deterministic for a given sharp build.
  */
 export async function resizeToJpeg(bytes: Uint8Array, options: JpegOptions = {}): Promise<ResizedJpeg> {

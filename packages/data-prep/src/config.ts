@@ -1,5 +1,5 @@
 /**
- * The data-prep configuration: one schema, defaults in one place (DATA.md "Selection used by the
+ * The data-prep configuration: one schema, defaults in one place (docs/reference/data.md "Selection used by the
  * paper" for the defaults). Precedence defaults ← --config file ← flags; the resolved config is
  * saved in manifest.json.
  */

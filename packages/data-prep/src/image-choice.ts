@@ -1,5 +1,5 @@
 /**
- * Which URL is an item's MAIN image (DATA.md, "images"). Two shapes reach us:
+ * Which URL is an item's MAIN image (docs/reference/data.md, "images"). Two shapes reach us:
  *
  *  - raw form: a list of entries `{thumb, large, variant, hi_res}`, or for video-catalogue items
  *    width-keyed entries `{"360w", …, "1920w", variant}`;

@@ -3,7 +3,7 @@
  * contributes the metadata files directly inside it (not in sub-folders, so an output or a
  * reviews folder next to them is never picked up by accident).
  *
- * File names (DATA.md): `meta_<Category>.jsonl` (Hugging Face copy), `meta_<Category>.jsonl.gz`
+ * File names (docs/reference/data.md): `meta_<Category>.jsonl` (Hugging Face copy), `meta_<Category>.jsonl.gz`
  * (UCSD copy), `<Category>.jsonl[.gz]` (older copies). The category — the sampling stratum — comes
  * from the name, never from the records' `main_category`. Parquet (the Hugging Face column form
  * of nine categories) is not read yet: naming one is a ConfigError rather than a silent skip, as

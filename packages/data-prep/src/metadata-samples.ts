@@ -1,5 +1,5 @@
 /**
- * Hand-written metadata lines in the exact Amazon Reviews'23 formats (DATA.md), one per known
+ * Hand-written metadata lines in the exact Amazon Reviews'23 formats (docs/reference/data.md), one per known
  * trap, each with the outcome the pipeline must produce. The tests run every one of them through
  * normalisation and through a whole selection pass; the selection benchmark mixes them into its
  * generated files so that the measured pass takes the reject paths too.

@@ -8,7 +8,7 @@ import { REJECT_REASONS } from './types.js';
 const cfg = resolveDataPrepConfig();
 const ctx = (line = 7): RecordContext => ({ source: 'file:///data/meta_All_Beauty.jsonl', line, category: 'All_Beauty', cfg });
 
-describe('normalizeRecord on every DATA.md trap', () => {
+describe('normalizeRecord on every docs/reference/data.md trap', () => {
   for (const sample of SAMPLE_LINES) {
     it(sample.name, () => {
       let raw: unknown;

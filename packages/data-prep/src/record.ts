@@ -1,6 +1,6 @@
 /**
  * One parsed metadata line → an `Item` or a reject with a stable reason code. Accepts the raw
- * JSON-lines form and the Hugging Face column form (DATA.md): the fields used here have the same
+ * JSON-lines form and the Hugging Face column form (docs/reference/data.md): the fields used here have the same
  * types in both except `images` (see image-choice.ts); `price`, `details`, `videos`, `store`,
  * `categories`, `bought_together`, `subtitle`, `author` are not used and not checked.
  *

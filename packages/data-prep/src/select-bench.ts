@@ -1,7 +1,7 @@
 /**
  * Selection throughput and memory: generates one large category file of valid-looking raw-form
  * records (≈ 1 KB each, log-uniform rating_number so about a quarter fall below the minimum,
- * a few percent of DATA.md traps) and times one `selectCategory` pass over it, sampling the
+ * a few percent of docs/reference/data.md traps) and times one `selectCategory` pass over it, sampling the
  * resident set size. The claim it checks: records/s stays flat and peak RSS does not grow with the
  * file — memory is bounded by K. Run each size in its own process (select-bench-child.ts) so that
  * one run's heap does not inflate the next one's RSS.

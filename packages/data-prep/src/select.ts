@@ -1,8 +1,8 @@
 /**
- * The `select` step for one category file (DESIGN.md "Distributed data preparation"): one
+ * The `select` step for one category file (docs/reference/design.md "Distributed data preparation"): one
  * streaming pass that normalises every line (record.ts) and keeps, among the candidates
  * (rating_number ≥ minRatingNumber and a MAIN image), the top-K by (rating_number desc,
- * parent_asin asc) and the bottom-K by (rating_number asc, parent_asin asc) — DATA.md "Selection
+ * parent_asin asc) and the bottom-K by (rating_number asc, parent_asin asc) — docs/reference/data.md "Selection
  * used by the paper": filter first, then rank; ties by parent_asin. An item in both heaps is kept
  * once; with at most topK + bottomK candidates every candidate is kept (see `keepAllUpTo`).
  *
@@ -128,7 +128,7 @@ export async function selectCategory(opts: SelectOptions): Promise<SelectResult>
   // Ties are broken by parent_asin ascending on both sides, so the two heaps are not mirror
   // images: with many equal rating_numbers their union can miss candidates even when there are
   // fewer than topK + bottomK of them. "All items when a category has fewer than 2K candidates"
-  // (DATA.md) is therefore kept literally: every candidate is held until there are more than
+  // (docs/reference/data.md) is therefore kept literally: every candidate is held until there are more than
   // topK + bottomK, and if that never happens all of them are kept.
   const keepAllUpTo = cfg.selection.topK + cfg.selection.bottomK;
   let everyone: Held[] | null = [];

@@ -15,7 +15,7 @@
  *
  * Why these choices: the image terms are big solid colour fields and shapes (visible after the
  * 384×384 resize, not fine texture); the description term saturates at 100 characters because the
- * model reads each text field truncated to L = 100 characters (DESIGN.md), so longer descriptions
+ * model reads each text field truncated to L = 100 characters (docs/reference/design.md), so longer descriptions
  * could not be told apart; few ratings give noisier averages, as on the real site. With these
  * weights the latent terms explain ≈ 85 % of the variance (a linear model on them reaches PLCC
  * ≈ 0.92) and the ratings' standard deviation is ≈ 0.65 — a mean predictor has PLCC 0.
@@ -34,7 +34,7 @@ export const SYNTH_RATING_MODEL = {
   maxClutter: 10,
   titleWord: 0.3,
   description: 0.6,
-  /** Characters of a text field the model reads (DESIGN.md: L = 100). */
+  /** Characters of a text field the model reads (docs/reference/design.md: L = 100). */
   descriptionWindow: 100,
   noiseSdMin: 0.15,
   noiseSdPerDecade: 0.05,

@@ -1,5 +1,5 @@
 /**
- * The traps of DATA.md planted in the synthetic files, at exact rates: a trap with rate r appears
+ * The traps of docs/reference/data.md planted in the synthetic files, at exact rates: a trap with rate r appears
  * on exactly round(r · items) records (fewer only when too few records are eligible for it), chosen
  * by a seeded permutation — so small datasets still contain every kind, and tests can count them.
  *
@@ -115,7 +115,7 @@ function eligible(kind: FormatTrap, fatal: FatalTrap | null, flags: Record<Forma
   const hasImages = fatal !== 'emptyImages';
   switch (kind) {
     case 'widthKeyed':
-      // The column form loses the width keys (DATA.md), so the two cannot be combined.
+      // The column form loses the width keys (docs/reference/data.md), so the two cannot be combined.
       return hasImages && !flags.columnForm[i];
     case 'hiResNull':
       return hasImages && !flags.widthKeyed[i];

@@ -60,7 +60,7 @@ function metaLines(dir: string, file: string): string[] {
   return text.slice(0, -1).split('\n');
 }
 
-/** DATA.md's MAIN preference, written independently of the generator: hi_res, widest NNNw, large. */
+/** docs/reference/data.md's MAIN preference, written independently of the generator: hi_res, widest NNNw, large. */
 function mainUrl(images: unknown): string | null {
   if (Array.isArray(images)) {
     const main = images.find((e) => e.variant === 'MAIN') as Record<string, string | null> | undefined;

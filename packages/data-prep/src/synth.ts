@@ -1,6 +1,6 @@
 /**
  * The synthetic dataset (`smolrate-data-prep synth`): metadata files in the exact raw format of
- * Amazon Reviews'23 (DATA.md), with its traps planted at configurable rates (synth-traps.ts), the
+ * Amazon Reviews'23 (docs/reference/data.md), with its traps planted at configurable rates (synth-traps.ts), the
  * MAIN images they reference, `truth.jsonl` (each record's expected fate and latent rating) and a
  * README.md describing the generative process (synth-readme.ts). Ratings are learnable: they are a
  * documented function of image content and text plus modest noise (synth-rating.ts).

@@ -10,7 +10,7 @@
  * rule can override a general one); no match leaves the URL unchanged. The replacement may be an
  * http(s)://, file:// or s3:// URL (or an absolute local path).
  *
- * How characters in image ids are treated (DATA.md: ids can contain '+'):
+ * How characters in image ids are treated (docs/reference/data.md: ids can contain '+'):
  *  - The metadata's URL text is taken as the *literal* resource name, except that valid `%XX`
  *    escapes already in it are understood as escapes (so `41+x` and `41%2Bx` name the same image).
  *  - http(s): the path is percent-encoded for the request; '+' is sent as `%2B`, because the

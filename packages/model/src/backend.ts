@@ -1,5 +1,5 @@
 /**
- * Compute backend selection (DESIGN.md "Compute backends"): `auto` takes
+ * Compute backend selection (docs/reference/design.md "Compute backends"): `auto` takes
  * `@tensorflow/tfjs-node-gpu` when it loads, else `@tensorflow/tfjs-node`, else the WebAssembly
  * backend, else plain JS; an explicit choice that cannot load is an error. The result records
  * why each earlier option was skipped, so every run can name the backend it ran on.

@@ -1,5 +1,5 @@
 /**
- * An HF-style model folder (MODEL.md "Checkpoint tensors", DESIGN.md "Checkpoints"):
+ * An HF-style model folder (docs/reference/model.md "Checkpoint tensors", docs/reference/design.md "Checkpoints"):
  *
  *   config.json        HF SmolVLM config + smolrate's `regression` section (fromHfConfig / toHfConfig)
  *   model.safetensors  float32, HF tensor names + `regression_head.*` (+ `lm_head.weight`, see below)

@@ -37,7 +37,7 @@ describe('pixelShuffle', () => {
     tf.dispose([x, out]);
   });
 
-  it('equals MODEL.md\'s rank-6 formulation and transformers\' pixel_shuffle view/permute chain', () => {
+  it('equals docs/reference/model.md\'s rank-6 formulation and transformers\' pixel_shuffle view/permute chain', () => {
     const [B, n, D, s] = [1, 12, 2, 4];
     const x = tf.tidy(() => tf.reshape(tf.range(0, B * n * n * D, 1, 'float32'), [B, n * n, D]) as tf.Tensor3D);
     const ours = tf.tidy(() => pixelShuffle(x, s).dataSync());

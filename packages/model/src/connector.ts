@@ -1,5 +1,5 @@
 /**
- * The Idefics3 connector (MODEL.md steps 6–7): pixel shuffle with scale s, then a bias-free
+ * The Idefics3 connector (docs/reference/model.md steps 6–7): pixel shuffle with scale s, then a bias-free
  * Linear (s²·D_vision → D_text). Frozen in smolrate.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -9,7 +9,7 @@ import { Linear, type ParamScope } from './layers.js';
 /**
  * [B, n², D] → [B, (n/s)², s²·D]: the n×n grid is cut into s×s blocks in row-major block order;
  * each block becomes one token whose features are its s² patches in (row-in-block, col-in-block)
- * order, each contributing its D channels — i.e. MODEL.md's
+ * order, each contributing its D channels — i.e. docs/reference/model.md's
  * `reshape([B, n/s, s, n/s, s, D]) → transpose([0,1,3,2,4,5]) → reshape(...)`, written with the
  * adjacent axes merged (B with n/s, col-in-block with D) so the transpose is rank 4, which every
  * backend supports. Same result as transformers' `Idefics3Connector.pixel_shuffle`.

@@ -6,7 +6,7 @@ import { countMacs, countParameters, sequenceLength, textTokensForSequence } fro
 const full = presetConfig('smolvlm2-256m');
 const G = 1e9;
 
-describe('countParameters (MODEL.md "Counts", 256M preset)', () => {
+describe('countParameters (docs/reference/model.md "Counts", 256M preset)', () => {
   const p = countParameters(full);
 
   it('reproduces the vision tower', () => {
@@ -26,7 +26,7 @@ describe('countParameters (MODEL.md "Counts", 256M preset)', () => {
     expect(p.frozen).toBe(86_433_024 + 7_077_888);
     expect(p.file).toBe(256_484_928);
     expect(p.checkpoint).toBe(256_484_928 + 166_465);
-    // 1.03 GB float32 checkpoint with 471 tensors (MODEL.md "Checkpoint tensors").
+    // 1.03 GB float32 checkpoint with 471 tensors (docs/reference/model.md "Checkpoint tensors").
     expect(p.tensors).toEqual({ file: 471, checkpoint: 475 });
     expect(p.file * 4 / G).toBeCloseTo(1.03, 2);
   });
@@ -66,7 +66,7 @@ describe('sequenceLength', () => {
   });
 });
 
-describe('countMacs (MODEL.md "Counts")', () => {
+describe('countMacs (docs/reference/model.md "Counts")', () => {
   const m384 = countMacs(full, { imageSize: 384, textTokens: 170 });
   const m512 = countMacs(full, { imageSize: 512, textTokens: 170 });
 

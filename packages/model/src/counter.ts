@@ -4,7 +4,7 @@
  * (params.ts), and for the Linear/Conv MACs one MAC per weight element and token.
  * docs/reference/model.md "Counts" gives the figures for the 256M preset that the golden tests pin.
  *
- * MAC conventions (DATA.md: "always say which one a number uses"):
+ * MAC conventions (docs/reference/data.md: "always say which one a number uses"):
  *  - `linearConv`: MACs of Linear and Conv layers only — the paper's convention; its 72 G
  *    (384², 100-char fields) and 113 G (512²) are this, and so is the "flops" figure it
  *    submitted for the challenge's CES (228 M params, 68 G → C ≈ 0.881).

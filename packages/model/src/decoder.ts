@@ -1,5 +1,5 @@
 /**
- * The Llama decoder of SmolVLM2 (= SmolLM2; MODEL.md step 9–10): RMSNorm, RoPE (half-split
+ * The Llama decoder of SmolVLM2 (= SmolLM2; docs/reference/model.md step 9–10): RMSNorm, RoPE (half-split
  * "rotate_half" layout), grouped-query attention with causal + padding mask, SwiGLU MLP.
  * Trained in smolrate, so every parameter here is a tf.Variable.
  */

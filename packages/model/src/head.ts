@@ -1,5 +1,5 @@
 /**
- * smolrate's regression head (MODEL.md step 11; paper §3): mask-aware mean pooling of the
+ * smolrate's regression head (docs/reference/model.md step 11; paper §3): mask-aware mean pooling of the
  * decoder's last hidden states → Linear → ReLU → Dropout → Linear → 1 + 4·sigmoid, a rating in
  * (1, 5). Dropout masks come from an explicit seed, never from tfjs's global RNG.
  */

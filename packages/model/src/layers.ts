@@ -29,7 +29,7 @@ export function toTfjsLayout(data: Float32Array, torchShape: readonly number[], 
     const [O, I] = torchShape;
     for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) out[i * O + o] = data[o * I + i];
   } else if (layout === 'conv') {
-    // [o, i, kh, kw] → [kh, kw, i, o]: the transpose [2,3,1,0] of MODEL.md step 2
+    // [o, i, kh, kw] → [kh, kw, i, o]: the transpose [2,3,1,0] of docs/reference/model.md step 2
     const [O, I, KH, KW] = torchShape;
     for (let o = 0; o < O; o++)
       for (let i = 0; i < I; i++)

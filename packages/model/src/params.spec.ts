@@ -7,7 +7,7 @@ import { buildModules, totalParameters, expectedParameters } from './params.js';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-describe('expectedParameters — the 256M checkpoint (MODEL.md "Checkpoint tensors")', () => {
+describe('expectedParameters — the 256M checkpoint (docs/reference/model.md "Checkpoint tensors")', () => {
   const cfg = presetConfig('smolvlm2-256m');
   const hf = expectedParameters(cfg, { includeLmHead: true, includeHead: false });
 
@@ -50,7 +50,7 @@ describe('expectedParameters — the 256M checkpoint (MODEL.md "Checkpoint tenso
     expect(m.params.map((p) => p.name)).toEqual(expectedParameters(cfg).map((p) => p.name));
   });
 
-  it('reproduces the parameter counts of MODEL.md "Counts"', () => {
+  it('reproduces the parameter counts of docs/reference/model.md "Counts"', () => {
     const all = expectedParameters(cfg, { includeLmHead: true });
     expect(totalParameters(hf)).toBe(256_484_928); // the file
     expect(totalParameters(all, { groups: ['vision'] })).toBe(86_433_024);

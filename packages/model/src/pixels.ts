@@ -1,5 +1,5 @@
 /**
- * Pixel normalisation (MODEL.md forward pass step 1): RGB uint8 → x/127.5 − 1, i.e. SmolVLM's
+ * Pixel normalisation (docs/reference/model.md forward pass step 1): RGB uint8 → x/127.5 − 1, i.e. SmolVLM's
  * image processor with mean 0.5, std 0.5 after rescaling by 1/255. Decoding and resizing happen
  * in @smolrate/core (sharp stays out of this package); this file only sees raw RGB bytes.
  */

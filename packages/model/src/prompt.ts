@@ -1,5 +1,5 @@
 /**
- * The paper's prompt (MODEL.md "Prompt") and its batch encoding.
+ * The paper's prompt (docs/reference/model.md "Prompt") and its batch encoding.
  *
  *   <image> The average user rating for this product. Text metadata: Title: {title},
  *   Description: {description}, Features: {features}, Main Category: {category}

@@ -1,5 +1,5 @@
 /**
- * SmolVLM2 as a rating regressor (MODEL.md "Forward pass"): frozen vision encoder + connector,
+ * SmolVLM2 as a rating regressor (docs/reference/model.md "Forward pass"): frozen vision encoder + connector,
  * trained Llama decoder whose `<image>` token embeddings are replaced by the projected image
  * rows, and the mask-aware pooled regression head.
  *
@@ -324,7 +324,7 @@ export class SmolVLMRegressor {
       for (let t = 0; t < L; t++) {
         const m = mask[b * L + t];
         if (m !== 0 && m !== 1) throw new DataError(`attentionMask[${b}, ${t}] = ${m}: expected 0 or 1`);
-        // Positions run 0…L−1 over the row, so padding must be on the right (MODEL.md step 9).
+        // Positions run 0…L−1 over the row, so padding must be on the right (docs/reference/model.md step 9).
         if (m === 1 && tokens !== t) throw new DataError(`attentionMask row ${b} is not right-padded (token after padding at ${t})`);
         tokens += m;
       }

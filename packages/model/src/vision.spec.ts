@@ -23,7 +23,7 @@ function loadRandom(params: Param[], seed: number, scale = 0.2): void {
 }
 
 describe('visionPositionIds', () => {
-  it('buckets a 24×24 grid (384²) into the 32×32 table as MODEL.md lists', () => {
+  it('buckets a 24×24 grid (384²) into the 32×32 table as docs/reference/model.md lists', () => {
     const buckets = [0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 16, 17, 18, 20, 21, 22, 24, 25, 26, 28, 29, 30];
     const ids = visionPositionIds(24, 32);
     expect(ids).toHaveLength(576);

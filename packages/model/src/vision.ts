@@ -1,5 +1,5 @@
 /**
- * The SigLIP-style vision encoder of SmolVLM2 (MODEL.md "Forward pass" steps 2–5): patch conv,
+ * The SigLIP-style vision encoder of SmolVLM2 (docs/reference/model.md "Forward pass" steps 2–5): patch conv,
  * bucketed learned positions, pre-LN encoder layers, post_layernorm. Frozen in smolrate.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -24,7 +24,7 @@ export function geluTanh(x: tf.Tensor): tf.Tensor {
  * Position ids of an n×n patch grid in the learned `grid`×`grid` table: per axis the bucket of
  * index i is ⌊grid·i/n⌋, and id = grid·bucket(r) + bucket(c) for patch t = r·n + c. This is the
  * original Idefics3 mapping (bucketize of i/n against boundaries k/grid), in integer arithmetic —
- * the float32 variant of some transformers releases ≥ 4.55 shifts ids (MODEL.md step 3).
+ * the float32 variant of some transformers releases ≥ 4.55 shifts ids (docs/reference/model.md step 3).
  */
 export function visionPositionIds(n: number, grid: number): Int32Array {
   const bucket = (i: number) => Math.floor((grid * i) / n);

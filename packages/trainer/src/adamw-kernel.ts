@@ -10,7 +10,7 @@
 import { SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
 import { WasmKernel, type WasmGlobal } from './wasm-kernel.js';
 
-/** The float32 scalars of one update (OPTIM.md "One step"). */
+/** The float32 scalars of one update (docs/reference/optimizer.md "One step"). */
 export interface StepScalars {
   beta1: number;
   beta2: number;

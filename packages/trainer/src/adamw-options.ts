@@ -1,6 +1,6 @@
 import { ConfigError } from '@smolrate/core';
 
-/** Options of AdamW8bit (and, minus the 8-bit ones, AdamW32). Defaults as in OPTIM.md. */
+/** Options of AdamW8bit (and, minus the 8-bit ones, AdamW32). Defaults as in docs/reference/optimizer.md. */
 export interface AdamWOptions {
   /** Learning rate used when `step` is not given one. Default 1e-3 (the paper's peak: 4e-4). */
   lr?: number;

@@ -7,7 +7,7 @@
  *
  * with every tensor operation and every scalar in float32 (torch computes the scalars in double;
  * here 1 − β2 is rounded as AdamW8bit rounds it, else v alone would differ by 1e-5). It is the
- * reference AdamW8bit is tested against (OPTIM.md "Testing"), and an fp32 option for the trainer,
+ * reference AdamW8bit is tested against (docs/reference/optimizer.md "Testing"), and an fp32 option for the trainer,
  * with the same API. Differences from AdamW8bit's fp32-state path are only rounding and the order of
  * the decay (bitsandbytes decays after the update): |Δp| ≤ lr·wd·|update| per step.
  *

@@ -34,7 +34,7 @@ function meanAbs(a: Float32Array): number {
 
 const bitsOf = (a: Float32Array) => new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
 
-describe('AdamW8bit against fp32 AdamW (OPTIM.md "Testing", as bitsandbytes tests it)', () => {
+describe('AdamW8bit against fp32 AdamW (docs/reference/optimizer.md "Testing", as bitsandbytes tests it)', () => {
   // Sizes ≥ 4096 (8-bit state), one of them not a multiple of 256 (a short last block).
   it.each([4096, 10_000, 25_000])('n = %i: re-synced every step, 50 steps', (n) => {
     const rng = new Rng(1234, 'adamw8bit-vs-fp32', n);
@@ -161,7 +161,7 @@ describe('AdamW8bit small tensors (< 4096 elements: fp32 state)', () => {
     }
   });
 
-  it('golden first step: bias-corrected update, then decoupled decay (OPTIM.md order)', () => {
+  it('golden first step: bias-corrected update, then decoupled decay (docs/reference/optimizer.md order)', () => {
     const p = Float32Array.from([0.5, -0.25, 0.1]);
     const g = Float32Array.from([0.02, -0.03, 0]);
     new AdamW8bit({ lr: 1e-2, weightDecay: 0.1 }).step('p', p, g);

@@ -1,6 +1,6 @@
 /**
  * Block-wise 8-bit AdamW (bitsandbytes `AdamW8bit`, Dettmers et al., arXiv 2110.02861), following
- * OPTIM.md's pseudo-code line by line, all arithmetic in IEEE float32, so results are identical on
+ * docs/reference/optimizer.md's pseudo-code line by line, all arithmetic in IEEE float32, so results are identical on
  * every host — replicas stay bit-identical. The update loops run as a WebAssembly SIMD kernel
  * (adamw-kernel.ts), byte-identical to the plain-JS float32 loops (Math.fround after every
  * operation) kept as its reference in tests/adamw-reference.ts.
@@ -106,7 +106,7 @@ export class AdamW8bit {
     // new moments from the codes dequantised with the previous absmax, the new absmax, the
     // parameter update, then requantisation with the new absmax — or, for fp32 state,
     // `kOptimizer32bit2State` (the same arithmetic without the quantisation). A non-finite
-    // gradient element zeroes m and v and leaves the parameter untouched (OPTIM.md).
+    // gradient element zeroes m and v and leaves the parameter untouched (docs/reference/optimizer.md).
     if (st.kind === '8bit') {
       step8bitKernel(param, grad, st, this.hyper.blockSize, sc);
     } else {

@@ -1,5 +1,5 @@
 /**
- * Training checkpoints (DESIGN.md "Checkpoints"):
+ * Training checkpoints (docs/reference/design.md "Checkpoints"):
  *
  *   <run>/checkpoints/step-<n>/  model.safetensors, config.json, tokenizer.json (saveModelDir),
  *                                optimizer.bin, trainer-state.json, SHA256SUMS

@@ -1,5 +1,5 @@
 /**
- * The collective every training worker talks to (DESIGN.md, "Training topology"): barriers,
+ * The collective every training worker talks to (docs/reference/design.md, "Training topology"): barriers,
  * broadcasts and the gradient all-reduce. Two implementations:
  *  - `LocalCollective`: one worker, every operation is the identity (no Redis needed, `--gpus 1`);
  *  - `RedisCollective` (redis-collective.ts): N workers coordinated through Redis.

@@ -1,5 +1,5 @@
 /**
- * The vision-feature cache (DESIGN.md: trainer "vision-feature cache"; MODEL.md: the vision
+ * The vision-feature cache (docs/reference/design.md: trainer "vision-feature cache"; docs/reference/model.md: the vision
  * encoder and connector are frozen, so they can run once per image). An entry is the connector
  * output of one image, [N, D] float32 (N image tokens, D = text hidden size), keyed by
  *

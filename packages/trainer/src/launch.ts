@@ -1,5 +1,5 @@
 /**
- * The launcher (DESIGN.md "Training topology"; torchrun-like): forks `gpus` workers on this node
+ * The launcher (docs/reference/design.md "Training topology"; torchrun-like): forks `gpus` workers on this node
  * with RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, CUDA_VISIBLE_DEVICES, SMOLRATE_RUN_ID and
  * REDIS_URL in their environment. With more than one rank and no Redis URL it starts a private
  * redis-server on a free loopback port and stops it at the end.

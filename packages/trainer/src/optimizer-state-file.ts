@@ -1,5 +1,5 @@
 /**
- * The `optimizer.bin` container (DESIGN.md, Checkpoints): an optimizer's JSON meta plus its raw
+ * The `optimizer.bin` container (docs/reference/design.md "Checkpoints"): an optimizer's JSON meta plus its raw
  * state buffers in one file.
  *
  * Layout (integers little-endian):

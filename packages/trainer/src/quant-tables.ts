@@ -1,6 +1,6 @@
 /**
  * The 8-bit "dynamic" code tables of bitsandbytes (`create_dynamic_map`, Dettmers et al.,
- * arXiv 2110.02861 §2) and block-wise quantisation against them (OPTIM.md, "Code tables").
+ * arXiv 2110.02861 §2) and block-wise quantisation against them (docs/reference/optimizer.md, "Code tables").
  *
  * A table holds 256 float32 values sorted ascending. Per decade k = 0..6 (scale 10^(k−6)) it takes
  * n points linearly spaced in [0.1, 1], keeps the n−1 midpoints of consecutive points and scales

@@ -7,7 +7,7 @@ import { isValidRunId } from './collective-keys.js';
 import { parsePortRange } from './peer-mesh.js';
 
 const MIB = 1024 * 1024;
-/** Redis limits a value to 512 MB; OPTIM.md recommends 4–32 MiB chunks. */
+/** Redis limits a value to 512 MB; docs/reference/optimizer.md recommends 4–32 MiB chunks. */
 export const MAX_CHUNK_BYTES = 32 * MIB;
 /** Upper bound of `deadAfterMs`: a dead peer is always reported within ~30 s. */
 export const MAX_DEAD_AFTER_MS = 30_000;

@@ -1,6 +1,6 @@
 /**
- * The collective of N workers, coordinated through Redis (DESIGN.md, "Training topology";
- * OPTIM.md, "Data-parallel all-reduce"). Keys: collective-keys.ts; atomic steps:
+ * The collective of N workers, coordinated through Redis (docs/reference/design.md, "Training topology";
+ * docs/reference/optimizer.md, "Data-parallel all-reduce"). Keys: collective-keys.ts; atomic steps:
  * collective-scripts.ts.
  *
  * Rendezvous by generation. The run's record `smolrate:{runId}:rdzv` names the current

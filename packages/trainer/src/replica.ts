@@ -1,6 +1,6 @@
 /**
  * The trainable parameters of one replica as host Float32Arrays in trainableVariables() order,
- * and the flat gradient buffer the collective reduces (DESIGN.md "Training topology" steps 3–5).
+ * and the flat gradient buffer the collective reduces (docs/reference/design.md "Training topology" steps 3–5).
  *
  * The host copies are the source of truth for the optimizer: AdamW updates them in place and
  * they are written back into the tfjs variables, so the weights never take a device round trip

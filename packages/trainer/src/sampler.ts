@@ -1,5 +1,5 @@
 /**
- * The resumable, deterministic global sampler (DESIGN.md "Training topology" step 2; OPTIM.md
+ * The resumable, deterministic global sampler (docs/reference/design.md "Training topology" step 2; docs/reference/optimizer.md
  * "Sharded datasets"). Like MosaicML Streaming, the sample order is a pure function of
  * (seed, epoch, number of samples), so every rank computes it without reading any data:
  *
@@ -19,7 +19,7 @@
  * (`dropoutSeeds`), so the computed gradients do not depend on W either.
  *
  * The cursor `{ epoch, step }` names the next step to run; it is saved in trainer-state.json in
- * the same atomic checkpoint as the weights (DESIGN.md "Checkpoints"), and `resume(state)` continues
+ * the same atomic checkpoint as the weights (docs/reference/design.md "Checkpoints"), and `resume(state)` continues
  * exactly there.
  */
 import { CheckpointError, ConfigError, permutation, seedFrom } from '@smolrate/core';
@@ -47,7 +47,7 @@ export interface SamplerCursor {
 
 /** What a checkpoint stores about the sampler (trainer-state.json `sampler`). */
 export interface SamplerState extends SamplerCursor {
-  /** Samples consumed by the whole run before the cursor, over all ranks (OPTIM.md's cursor). */
+  /** Samples consumed by the whole run before the cursor, over all ranks (docs/reference/optimizer.md's cursor). */
   samplesConsumed: number;
   seed: number;
   numSamples: number;

@@ -1,5 +1,5 @@
 /**
- * The per-rank training recipe (DESIGN.md "Training topology"): every rank runs this with the
+ * The per-rank training recipe (docs/reference/design.md "Training topology"): every rank runs this with the
  * same config; RANK / WORLD_SIZE / SMOLRATE_RUN_ID / REDIS_URL say which rank it is.
  *
  *   weights (seeded init | init folder | latest checkpoint) → vision features cached (spread

@@ -1,5 +1,5 @@
 /**
- * ZeRO-1 partition of the trainable parameters (docs/training.md, "Sharded optimizer step"):
+ * ZeRO-1 partition of the trainable parameters (docs/reference/optimizer.md, "Sharded optimizer step"):
  * the flat buffer of all trainable parameters (Replica order) is cut into N contiguous segments,
  * one per rank; rank r steps only the elements of segment r and its optimizer holds state for
  * them only. The cuts fall on a parameter boundary or on a multiple of the optimizer's block

@@ -18,7 +18,7 @@ export function stepFp32Reference(param: Float32Array, grad: Float32Array, mStat
   for (let j = 0; j < param.length; j++) {
     const g = grad[j];
     if (g - g !== 0) {
-      // NaN or ±Inf: moments reset, parameter untouched (OPTIM.md).
+      // NaN or ±Inf: moments reset, parameter untouched (docs/reference/optimizer.md).
       mState[j] = 0;
       vState[j] = 0;
       continue;

@@ -1,5 +1,5 @@
 /**
- * `smolrate-eval submit`: the LoViF submission CSV for a test set folder (DATA.md "LoViF 2026").
+ * `smolrate-eval submit`: the LoViF submission CSV for a test set folder (docs/reference/data.md "LoViF 2026").
  * Input: <dir>/input.csv with parent_asin, main_category, title, features, description,
  * image_paths (';'-separated, relative to <dir>). Output: item_id,score,params,flops — params in
  * millions (the rating model's parameters, no lm_head), flops in G = Linear/Conv-only

@@ -1,5 +1,5 @@
 /**
- * A private redis-server for the demo, the tests, CI and single-host training runs (DESIGN.md:
+ * A private redis-server for the demo, the tests, CI and single-host training runs (docs/reference/design.md:
  * "with no Redis URL it starts a private redis-server on a free loopback port").
  *
  * No orphans, however the parent ends:

@@ -1,7 +1,7 @@
 /**
  * `manifest.json` at the shard root: what was built, from what, and how to check it. Written
  * LAST (after every shard is published), as canonical JSON — sorted keys, two-space indent,
- * trailing newline — so the same build gives the same bytes (DESIGN.md, OPTIM.md: MosaicML's
+ * trailing newline — so the same build gives the same bytes (docs/reference/design.md, docs/reference/optimizer.md: MosaicML's
  * index.json). Validation reports every problem at once rather than the first.
  */
 import { DataError, NotFoundError, ShardIntegrityError } from '../errors.js';

@@ -36,7 +36,7 @@ describe('shard row validation', () => {
     expect(shardRowProblems({ ...good(), rating_number: Number.MAX_SAFE_INTEGER })).toEqual([]);
   });
 
-  it('keeps the column order of DESIGN.md', () => {
+  it('keeps the column order of docs/reference/design.md', () => {
     expect(SHARD_COLUMNS).toEqual([
       'parent_asin', 'category', 'main_category', 'title', 'description', 'features',
       'average_rating', 'rating_number', 'image', 'image_url',

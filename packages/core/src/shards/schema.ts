@@ -1,5 +1,5 @@
 /**
- * The row of a `smolrate-shards/1` Parquet shard (DESIGN.md, "Shard format") and the checks a
+ * The row of a `smolrate-shards/1` Parquet shard (docs/reference/design.md, "Shard format") and the checks a
  * row must pass before it is written. Validation is strict because Parquet would otherwise
  * change data silently: a lone UTF-16 surrogate becomes U+FFFD when encoded as UTF8, a float
  * `rating_number` is truncated by INT64, and unknown keys are dropped.

@@ -2,7 +2,7 @@
  * Reads a `smolrate-shards/1` shard listed in a manifest. Integrity comes first: the byte size
  * (from the store, before any download) and the SHA-256 of the exact bytes about to be decoded
  * are checked against the manifest entry BEFORE the Parquet decoder sees them (MosaicML
- * Streaming / OPTIM.md: "shard hashes verified after download"). Then the footer is checked
+ * Streaming / docs/reference/optimizer.md: "shard hashes verified after download"). Then the footer is checked
  * (format, schema, row counts) and rows are decoded one row group at a time; every row is
  * validated before it is yielded, so a consumer never receives a garbage row.
  *

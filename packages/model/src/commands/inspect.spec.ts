@@ -64,7 +64,7 @@ describe('inspectReport', () => {
 });
 
 describe('formatInspect', () => {
-  it('names both conventions and prints the MODEL.md figures', () => {
+  it('names both conventions and prints the docs/reference/model.md figures', () => {
     const text = formatInspect(inspectReport({}));
     for (const s of ['228,266,113', '134,755,201', '256,484,928', '7,077,888', '12 × 7,087,872', '30 × 3,540,096']) expect(text).toContain(s);
     expect(text).toMatch(/Linear\/Conv only \(paper, CES\)\s+all \(\+ attention QKᵀ, AV\)/);
