@@ -24,7 +24,6 @@ export * from './storage/s3-client.js';
 export * from './storage/s3-store.js';
 export * from './storage/open-store.js';
 export * from './image.js';
-export * from './services/redis-server.js';
 export * from './redis.js';
 export * from './storage/fs-errors.js';
 export * from './object-uri.js';

@@ -14,7 +14,8 @@
  * first worker count given (normally 1).
  */
 import { join } from 'node:path';
-import { createLogger, ensureRedis, flagBool, flagNumber, flagString, parseArgs, readMetrics, UsageError, type CommandSpec } from '@smolrate/core';
+import { createLogger, flagBool, flagNumber, flagString, parseArgs, readMetrics, UsageError, type CommandSpec } from '@smolrate/core';
+import { ensureRedis } from '@smolrate/core/redis-server';
 import type { StepBenchParams, StepBenchReport } from './bench-step.js';
 import { runBenchWorkers } from './bench-workers.js';
 import type { TrainerConfig } from './config.js';

@@ -13,7 +13,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { CollectiveError, ConfigError, forkEntry, silentLogger, startRedisServer, type Logger, type RedisServerHandle } from '@smolrate/core';
+import { CollectiveError, ConfigError, forkEntry, silentLogger, type Logger } from '@smolrate/core';
+import { startRedisServer, type RedisServerHandle } from '@smolrate/core/redis-server';
 import { checkTrainerConfig, type TrainerConfig } from './config.js';
 import { CONFIG_ENV } from './train-worker.js';
 
