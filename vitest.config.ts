@@ -7,6 +7,7 @@ const root = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 // Subpath entries first: a key also matches "<key>/…".
 const alias = {
   '@smolrate/core/testing': root('./packages/core/src/testing.ts'),
+  '@smolrate/core/redis-server': root('./packages/core/src/services/redis-server.ts'),
   '@smolrate/core': root('./packages/core/src/index.ts'),
   '@smolrate/model': root('./packages/model/src/index.ts'),
   '@smolrate/data-prep': root('./packages/data-prep/src/index.ts'),
@@ -20,6 +21,7 @@ const projects: Array<[string, string]> = [
   ['data-prep', 'packages/data-prep'],
   ['trainer', 'packages/trainer'],
   ['eval', 'apps/eval'],
+  ['infra', 'infra'],
 ];
 
 export default defineConfig({

@@ -1,6 +1,7 @@
 /**
  * Local services for humans, scripts and CI: a private Redis and an S3-compatible server on
- * loopback, stopped when the run ends (no orphans: see packages/core/src/services/redis-server.ts).
+ * loopback, stopped when the run ends (no orphans: see packages/core/src/services/redis-server.ts;
+ * redis-server is installed first when missing and this runs as root: infra/redis-install.ts).
  *
  *   npx tsx infra/services.ts redis [--port N] [--password P]
  *       starts redis-server, prints REDIS_URL=... on stdout, runs until Ctrl-C / SIGTERM.
@@ -18,7 +19,8 @@ import { constants as osConstants } from 'node:os';
 import { reportError, parseArgs, flagString, flagNumber, type ParsedArgs } from '../packages/core/src/cli.js';
 import { UsageError } from '../packages/core/src/errors.js';
 import { redactUrl } from '../packages/core/src/redis.js';
-import { ensureRedis, startRedisServer } from '../packages/core/src/services/redis-server.js';
+import { startRedisServer } from '../packages/core/src/services/redis-server.js';
+import { ensureLocalRedis, redisServerBinary } from './redis-install.js';
 import { startS3Server } from './s3-server.js';
 
 const PROGRAM = 'services';
@@ -80,6 +82,7 @@ async function redisCommand(args: ParsedArgs): Promise<number> {
     name: 'services',
     port: flagNumber(args, 'port'),
     password: flagString(args, 'password'),
+    binary: redisServerBinary(),
   });
   process.stdout.write(`REDIS_URL=${server.url}\n`);
   note(`redis-server pid ${server.pid} on ${redactUrl(server.url)}; Ctrl-C to stop`);
@@ -131,7 +134,7 @@ async function withCommand(args: ParsedArgs): Promise<number> {
   const stops: Array<{ what: string; stop: () => Promise<void> }> = [];
   try {
     const env: NodeJS.ProcessEnv = { ...process.env };
-    const redis = await ensureRedis({ name: 'services' });
+    const redis = await ensureLocalRedis('services');
     stops.push({ what: 'redis-server', stop: redis.stop });
     env.REDIS_URL = redis.url;
     note(`redis: ${redactUrl(redis.url)}${redis.owned ? ' (private redis-server)' : ' (from REDIS_URL)'}`);

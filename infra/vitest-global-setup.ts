@@ -5,13 +5,13 @@
  *  - S3: s3rver in this process on a free loopback port, with a test bucket; the standard AWS
  *    environment variables point the SDK at it (path-style addressing).
  */
-import { ensureRedis } from '../packages/core/src/services/redis-server.js';
+import { ensureLocalRedis } from './redis-install.js';
 import { startS3Server } from './s3-server.js';
 
 export const TEST_BUCKET = 'smolrate-test';
 
 export default async function setup(): Promise<() => Promise<void>> {
-  const redis = await ensureRedis({ name: 'vitest' });
+  const redis = await ensureLocalRedis('vitest');
   process.env.REDIS_URL = redis.url;
 
   const s3 = await startS3Server({ buckets: [TEST_BUCKET] });

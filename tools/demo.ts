@@ -11,7 +11,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ensureRedis, parseArgs, flagNumber, flagString, flagBool, formatDuration } from '@smolrate/core';
+import { parseArgs, flagNumber, flagString, flagBool, formatDuration } from '@smolrate/core';
+import { ensureLocalRedis } from '../infra/redis-install.js';
 import { startS3Server } from '../infra/s3-server.js';
 
 const args = parseArgs(process.argv.slice(2), ['s3', 'keep']);
@@ -69,7 +70,7 @@ async function main(): Promise<number> {
   const runDir = join(out, 'run');
   const reportDir = join(out, 'report');
 
-  const redis = await ensureRedis({ name: 'demo' });
+  const redis = await ensureLocalRedis('demo');
   const s3 = useS3 ? await startS3Server({ buckets: ['smolrate-demo'] }) : null;
   const s3Env: NodeJS.ProcessEnv = s3
     ? { AWS_ENDPOINT_URL_S3: s3.endpoint, AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', SMOLRATE_S3_FORCE_PATH_STYLE: 'true' }

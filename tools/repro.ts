@@ -30,8 +30,9 @@ import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ensureRedis, flagBool, flagNumber, flagString, formatDuration, parseArgs } from '@smolrate/core';
+import { flagBool, flagNumber, flagString, formatDuration, parseArgs } from '@smolrate/core';
 import { readSafetensorsFile } from '@smolrate/model';
+import { ensureLocalRedis } from '../infra/redis-install.js';
 
 const args = parseArgs(process.argv.slice(2), ['keep']);
 const items = flagNumber(args, 'items', 400)!;
@@ -191,7 +192,7 @@ async function main(): Promise<number> {
   const t0 = Date.now();
   await mkdir(out, { recursive: true });
   process.stdout.write(`repro: ${items} items, ${steps} steps of global batch ${globalBatch}, in ${out}\n`);
-  const redis = await ensureRedis({ name: 'repro' });
+  const redis = await ensureLocalRedis('repro');
   const checks: Check[] = [];
   const timings: Record<string, number> = {};
   try {

@@ -9,8 +9,8 @@
  *  - training curves: loss, learning rate, validation PLCC against step.
  */
 
-export const WIDTH = 640;
-export const HEIGHT = 480;
+const WIDTH = 640;
+const HEIGHT = 480;
 const M = { left: 64, right: 24, top: 40, bottom: 56 };
 
 function esc(s: string): string {
@@ -190,7 +190,7 @@ export interface BandError {
 }
 
 /** Target bands: [1,2) [2,3) [3,3.5) [3.5,4) [4,4.5) [4.5,5]. */
-export const TARGET_BANDS: ReadonlyArray<[number, number]> = [[1, 2], [2, 3], [3, 3.5], [3.5, 4], [4, 4.5], [4.5, 5]];
+const TARGET_BANDS: ReadonlyArray<[number, number]> = [[1, 2], [2, 3], [3, 3.5], [3.5, 4], [4, 4.5], [4.5, 5]];
 
 export function errorByBand(targets: ArrayLike<number>, predictions: ArrayLike<number>): BandError[] {
   return TARGET_BANDS.map(([lo, hi], i) => {

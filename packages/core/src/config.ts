@@ -152,7 +152,7 @@ export function flagToKey(flag: string): string {
 }
 
 /** Sets a dotted path from a CLI string, parsing it by the field's type. */
-export function applyOverride(schema: Schema, target: Record<string, unknown>, dotted: string, raw: unknown): void {
+function applyOverride(schema: Schema, target: Record<string, unknown>, dotted: string, raw: unknown): void {
   const parts = dotted.split('.');
   let s: Schema = schema;
   let t: Record<string, unknown> = target;

@@ -16,7 +16,7 @@ export interface EntryModule {
 }
 
 /** The entry `name` (without extension) next to the module at `baseUrl`. */
-export function entryModule(baseUrl: string, name: string): EntryModule {
+function entryModule(baseUrl: string, name: string): EntryModule {
   const fromSource = baseUrl.endsWith('.ts');
   const file = fileURLToPath(new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, baseUrl));
   if (!fromSource) return { file, execArgv: [] };

@@ -19,7 +19,7 @@ import { ConfigError, ImageError } from './errors.js';
 export type ImageErrorReason = 'empty' | 'bomb' | 'truncated' | 'corrupt' | 'unsupported' | 'timeout';
 
 /** Formats accepted as input (sharp's names; `heif` covers AVIF). */
-export const SUPPORTED_IMAGE_FORMATS: readonly string[] = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'];
+const SUPPORTED_IMAGE_FORMATS: readonly string[] = ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'];
 
 export interface ImageDecodeOptions {
   /** Output side in pixels. Default 384. */

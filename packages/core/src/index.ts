@@ -1,32 +1,73 @@
-export * from './errors.js';
-export * from './config.js';
-export * from './rng.js';
-export * from './log.js';
-export * from './progress.js';
-export * from './metrics.js';
-export * from './regression-metrics.js';
-export * from './cli.js';
-export * from './shards/schema.js';
-export * from './shards/shard-info.js';
-export * from './shards/canonical-json.js';
-export * from './shards/shard-writer.js';
-export * from './shards/shard-reader.js';
-export * from './shards/manifest.js';
-export * from './shards/rejects.js';
-export * from './storage/store.js';
-export * from './storage/uri.js';
-export * from './storage/retry.js';
-export * from './storage/atomic-file.js';
-export * from './storage/local-store.js';
-export * from './storage/resumable-read-stream.js';
-export * from './storage/s3-errors.js';
-export * from './storage/s3-retry-strategy.js';
-export * from './storage/s3-client.js';
-export * from './storage/s3-store.js';
-export * from './storage/open-store.js';
-export * from './image.js';
-export * from './services/redis-server.js';
-export * from './redis.js';
-export * from './storage/fs-errors.js';
-export * from './object-uri.js';
-export * from './fork-entry.js';
+// The public API of @smolrate/core: what the other packages, apps/eval and tools/ use.
+// Test fixtures are `@smolrate/core/testing`; the private redis-server is `@smolrate/core/redis-server`.
+
+// Errors (stable codes; library code throws, only bin/ entry points map them to exit codes).
+export {
+  CheckpointError,
+  CollectiveError,
+  ConfigError,
+  DataError,
+  ImageError,
+  isSmolrateError,
+  NotFoundError,
+  PermissionError,
+  ServiceError,
+  ShapeError,
+  ShardIntegrityError,
+  StorageError,
+  UsageError,
+} from './errors.js';
+
+// Config: one typed schema with defaults; defaults ← file ← flags. The field types are those of
+// `field`'s builders, which a package's schema constant is inferred from.
+export { checkInvariant, defaults, describeSchema, field, readConfigFile, resolveConfig, type Infer, type ResolveOptions } from './config.js';
+export type { BoolField, EnumField, IntField, ListField, MapField, NumberField, ObjectField, StringField } from './config.js';
+
+// Command lines, logging, progress, metrics sink, child processes.
+export {
+  flagBool,
+  flagNumber,
+  flagString,
+  kebab,
+  parseArgs,
+  reportError,
+  requireFlag,
+  runCommand,
+  runLazyCommand,
+  type CommandSpec,
+  type LazyCommand,
+  type ParsedArgs,
+} from './cli.js';
+export { createLogger, silentLogger, type Logger } from './log.js';
+export { createProgress, formatDuration, type Progress } from './progress.js';
+export { MetricsSink, readMetrics, type MetricRecord } from './metrics.js';
+export { forkEntry } from './fork-entry.js';
+
+// Regression metrics (RMSE, PLCC, SRCC): one definition for the trainer's validation and eval.
+export { averageRanks, pearson, regressionMetrics, spearman, type RegressionMetrics } from './regression-metrics.js';
+
+// Seeded randomness.
+export { permutation, Rng, seedFrom, type RngState } from './rng.js';
+
+// Storage: local folders and s3:// behind one Store.
+export { openStore } from './storage/open-store.js';
+export type { Store } from './storage/store.js';
+export { LocalStore } from './storage/local-store.js';
+export { normalizeStorageUri, parseStorageUri } from './storage/uri.js';
+export { isTransientNetworkError, withRetry, type RetryOptions } from './storage/retry.js';
+export { writeFileAtomic } from './storage/atomic-file.js';
+
+// The shard format (smolrate-shards/1): rows, shards, manifest, rejects.
+export { SHARD_FORMAT, shardRowProblems, type ShardRow } from './shards/schema.js';
+export { shardKey, type ShardInfo } from './shards/shard-info.js';
+export { ShardWriter } from './shards/shard-writer.js';
+export { readShardRowGroups, readShardRows } from './shards/shard-reader.js';
+export { MANIFEST_FILE, readManifest, writeManifest, type Manifest, type ManifestCounts } from './shards/manifest.js';
+export { parseRejects, readRejects, rejectLine, rejectRecordProblems, writeRejects, type RejectRecord } from './shards/rejects.js';
+export { canonicalJson, type JsonValue } from './shards/canonical-json.js';
+
+// Images (sharp).
+export { decodeImage, probeImage, resizeToJpeg } from './image.js';
+
+// Redis connections from a URL.
+export { createRedis, parseRedisUrl, redactUrl, redisOptionsFromUrl } from './redis.js';

@@ -17,9 +17,9 @@ import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { isIP } from 'node:net';
 import { ConfigError } from './errors.js';
 
-export const DEFAULT_REDIS_PORT = 6379;
+const DEFAULT_REDIS_PORT = 6379;
 /** Host used when the URL names none (`redis://:pw@/0`). Not `localhost`: it may resolve to ::1. */
-export const DEFAULT_REDIS_HOST = '127.0.0.1';
+const DEFAULT_REDIS_HOST = '127.0.0.1';
 
 /** A parsed Redis URL: the connection facts, independent of any client library. */
 export interface RedisUrl {

@@ -42,7 +42,7 @@ export interface BenchResult {
 }
 
 /** Runs one select size in a fresh child process; resolves with its one-line JSON result. */
-export function runSelectBenchChild(args: { records: number; k: number; dir: string; seed?: number }): Promise<SelectBenchResult> {
+function runSelectBenchChild(args: { records: number; k: number; dir: string; seed?: number }): Promise<SelectBenchResult> {
   const argv = ['--records', String(args.records), '--k', String(args.k), '--dir', args.dir];
   if (args.seed !== undefined) argv.push('--seed', String(args.seed));
   const child = forkEntry(import.meta.url, 'select-bench-child', argv, { stdio: ['ignore', 'pipe', 'inherit', 'ipc'], execArgv: ['--expose-gc'] });

@@ -87,7 +87,7 @@ async function outcome(item: Item, cfg: DataPrepConfig, fetcher: ImageFetcher): 
 }
 
 /** The items of a task: its chunk minus the excluded parent_asins, checked against the plan. */
-export async function taskItems(store: Store, task: BuildTask): Promise<Item[]> {
+async function taskItems(store: Store, task: BuildTask): Promise<Item[]> {
   const all = await readItems(store, task.chunkKey);
   if (all.length !== task.chunkRows) {
     throw new DataError(`${store.uriOf(task.chunkKey)}: ${all.length} items, the plan says ${task.chunkRows}`);

@@ -19,7 +19,6 @@ import {
   ConfigError,
   createProgress,
   createRedis,
-  ensureRedis,
   LocalStore,
   MANIFEST_FILE,
   openStore,
@@ -32,6 +31,7 @@ import {
   type Progress,
   type Store,
 } from '@smolrate/core';
+import { ensureRedis } from '@smolrate/core/redis-server';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { rowsPerShard, type DataPrepConfig } from './config.js';

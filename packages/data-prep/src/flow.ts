@@ -35,8 +35,7 @@ import { runBuildStep, runFinalizeStep, runPlanStep, runSelectStep, type RunSpec
 /** Queue name inside each run's prefix. */
 export const QUEUE_NAME = 'jobs';
 
-export const JOB_NAMES = ['select', 'plan', 'build-shard', 'build-val', 'finalize'] as const;
-export type JobName = (typeof JOB_NAMES)[number];
+export type JobName = 'select' | 'plan' | 'build-shard' | 'build-val' | 'finalize';
 
 export function queuePrefix(runId: string): string {
   if (!/^[A-Za-z0-9_-]+$/.test(runId)) throw new UsageError(`run id ${JSON.stringify(runId)}: letters, digits, '_' and '-' only`);
@@ -91,11 +90,11 @@ function jobOptions(jobId: string, policy: RetryPolicy, child: boolean): JobsOpt
 }
 
 /** `train/All_Beauty-00000.parquet` → `build-train-All_Beauty-00000` (job ids cannot hold ':'). */
-export function buildJobId(task: BuildTask): string {
+function buildJobId(task: BuildTask): string {
   return `build-${task.file.replace(/\.parquet$/, '').replace('/', '-')}`;
 }
 
-export function selectJobId(category: string): string {
+function selectJobId(category: string): string {
   return `select-${category}`;
 }
 

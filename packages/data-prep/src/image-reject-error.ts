@@ -9,7 +9,7 @@ import { DataError } from '@smolrate/core';
 import type { RejectReason } from './types.js';
 
 /** Longest detail kept; longer ones (huge URLs, chatty decoder messages) are cut. */
-export const MAX_REJECT_DETAIL = 400;
+const MAX_REJECT_DETAIL = 400;
 
 export class ImageRejectError extends DataError {
   readonly reason: RejectReason;
@@ -20,8 +20,4 @@ export class ImageRejectError extends DataError {
     this.reason = reason;
     this.detail = cut;
   }
-}
-
-export function isImageRejectError(e: unknown): e is ImageRejectError {
-  return e instanceof ImageRejectError;
 }

@@ -51,7 +51,7 @@ export const IMAGE_ERROR_REASONS: Readonly<Record<string, RejectReason>> = {
 };
 
 /** The reject of `item` for an image failure. */
-export function imageReject(item: Item, reason: RejectReason, detail: string): RejectRecord {
+function imageReject(item: Item, reason: RejectReason, detail: string): RejectRecord {
   return { source: item.source, line: item.line, parent_asin: item.parent_asin, reason, detail };
 }
 

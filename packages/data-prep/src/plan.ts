@@ -70,7 +70,7 @@ function compareStr(a: string, b: string): number {
 }
 
 /** SelectResults sorted by category; two inputs with the same category are an error. */
-export function sortSelectResults(results: readonly SelectResult[]): SelectResult[] {
+function sortSelectResults(results: readonly SelectResult[]): SelectResult[] {
   const sorted = [...results].sort((a, b) => compareStr(a.category, b.category));
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].category === sorted[i - 1].category) {

@@ -7,9 +7,9 @@
  */
 import type { Redis } from 'ioredis';
 
-export const RUNS_KEY = 'smolrate:dp:runs';
+const RUNS_KEY = 'smolrate:dp:runs';
 export const HEARTBEAT_MS = 5_000;
-export const STALE_MS = 60_000;
+const STALE_MS = 60_000;
 
 async function serverTimeMs(redis: Redis): Promise<number> {
   const [sec, usec] = await redis.time();

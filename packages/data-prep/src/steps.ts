@@ -38,7 +38,7 @@ export function closeStepContext(ctx: StepContext): void {
   ctx.fetchers?.clear();
 }
 
-export function outStore(run: RunSpec, ctx: StepContext = {}): Store {
+function outStore(run: RunSpec, ctx: StepContext = {}): Store {
   const uri = run.cfg.out;
   let store = ctx.stores?.get(uri);
   if (store === undefined) {

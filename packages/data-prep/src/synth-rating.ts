@@ -96,7 +96,7 @@ export function descriptionFeature(chars: number): number {
   return Math.log1p(Math.min(Math.max(chars, 0), SYNTH_RATING_MODEL.descriptionWindow)) / Math.log1p(SYNTH_RATING_MODEL.descriptionWindow);
 }
 
-export function ratingNoiseSd(ratingNumber: number | null): number {
+function ratingNoiseSd(ratingNumber: number | null): number {
   const decades = Math.min(5, Math.max(1, Math.log10(Math.max(ratingNumber ?? 10, 1))));
   return SYNTH_RATING_MODEL.noiseSdMin + SYNTH_RATING_MODEL.noiseSdPerDecade * (5 - decades);
 }

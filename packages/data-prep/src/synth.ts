@@ -30,11 +30,11 @@ import { buildRecord, type RecordInput, type TruthRecord } from './synth-record.
 import { synthReadme } from './synth-readme.js';
 import { fatalTrapOf, FORMAT_KINDS, planTraps, resolveTrapRates, type FormatTrap, type TrapKind, type TrapRates } from './synth-traps.js';
 
-export const DEFAULT_SYNTH_CATEGORIES = ['All_Beauty', 'Amazon_Fashion', 'Books', 'Electronics', 'Home_and_Kitchen', 'Toys_and_Games'] as const;
-export const DEFAULT_IMAGE_BASE_URL = 'https://m.media-amazon.com/images/I/';
+const DEFAULT_SYNTH_CATEGORIES = ['All_Beauty', 'Amazon_Fashion', 'Books', 'Electronics', 'Home_and_Kitchen', 'Toys_and_Games'] as const;
+const DEFAULT_IMAGE_BASE_URL = 'https://m.media-amazon.com/images/I/';
 export const TRUTH_FILE = 'truth.jsonl';
-export const SYNTH_README_FILE = 'README.md';
-export const SYNTH_IMAGES_DIR = 'images';
+const SYNTH_README_FILE = 'README.md';
+const SYNTH_IMAGES_DIR = 'images';
 
 export interface SynthOptions {
   /** Local folder to write (created if missing). */
@@ -116,7 +116,7 @@ function resolveOptions(o: SynthOptions): ResolvedOptions {
 }
 
 /** Records per category: weights in [0.5, 2) drawn from the seed, largest-remainder rounding. */
-export function synthCategorySizes(items: number, categories: string[], seed: number): number[] {
+function synthCategorySizes(items: number, categories: string[], seed: number): number[] {
   const rng = new Rng(seed, 'synth-category-sizes');
   const w = categories.map(() => 0.5 + 1.5 * rng.next());
   const total = w.reduce((a, b) => a + b, 0);

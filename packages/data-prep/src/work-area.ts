@@ -20,7 +20,7 @@ import { DataError, type Store } from '@smolrate/core';
 export const WORK_DIR = '_work';
 
 /** Five-digit zero-padded index, as used in every chunk and shard name. */
-export function pad5(i: number): string {
+function pad5(i: number): string {
   if (!Number.isSafeInteger(i) || i < 0) throw new DataError(`chunk/shard index must be a non-negative integer, got ${i}`);
   return String(i).padStart(5, '0');
 }
@@ -29,7 +29,7 @@ export function pad5(i: number): string {
 const CATEGORY_RE = /^[A-Za-z0-9][A-Za-z0-9_.&+-]*$/;
 
 /** Throws DataError when `category` cannot be used as a key segment. */
-export function checkCategoryName(category: string): string {
+function checkCategoryName(category: string): string {
   if (!CATEGORY_RE.test(category) || category.includes('..')) {
     throw new DataError(`category ${JSON.stringify(category)} cannot be used in a storage key (letters, digits, _ . & + - only)`);
   }

@@ -12,7 +12,7 @@ function isStr(v: unknown): v is string {
 }
 
 /** Problems with a would-be Item, [] when it has every field with the right type. */
-export function itemProblems(v: unknown): string[] {
+function itemProblems(v: unknown): string[] {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return ['expected an object'];
   const o = v as Record<string, unknown>;
   const p: string[] = [];

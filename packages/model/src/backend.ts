@@ -17,7 +17,7 @@ import { registerCpuKernelOverrides } from './cpu-kernels.js';
 import { registerTrainingGradients } from './training-gradients.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
-export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 export type BackendName = 'tensorflow' | 'tensorflow-gpu' | 'wasm' | 'cpu';
 

@@ -96,8 +96,6 @@ export const PRESETS = {
   }),
 } as const satisfies Record<string, () => ModelConfig>;
 
-export type PresetName = keyof typeof PRESETS;
-
 export function presetConfig(name: string): ModelConfig {
   const make = (PRESETS as Record<string, () => ModelConfig>)[name];
   if (!make) throw new ConfigError(`unknown model preset "${name}" (known: ${Object.keys(PRESETS).join(', ')})`);

@@ -75,7 +75,7 @@ function truncation(cfg: ModelConfig): number {
 }
 
 /** The template's text after `<image>`, with the four values truncated and inserted. */
-export function promptText(cfg: ModelConfig, item: PromptItem): string {
+function promptText(cfg: ModelConfig, item: PromptItem): string {
   const l = truncation(cfg);
   const v = (value: TextField, name: string) => truncateCodePoints(fieldText(value, name), l);
   return (
@@ -86,7 +86,7 @@ export function promptText(cfg: ModelConfig, item: PromptItem): string {
 }
 
 /** The prompt as segments (plain or chat variant per cfg.regression.prompt). */
-export function promptSegments(cfg: ModelConfig, item: PromptItem): PromptSegment[] {
+function promptSegments(cfg: ModelConfig, item: PromptItem): PromptSegment[] {
   const n = imageTokenCount(cfg);
   const image: PromptSegment[] = [
     { special: FAKE_IMAGE_TOKEN },

@@ -35,10 +35,3 @@ export function assertStateTensor(name: string, t: StateTensor): void {
     throw new ShapeError(`${name}: shape ${formatShape(t.shape)} holds ${n} values but data has ${t.data.length}`);
   }
 }
-
-/** Total number of values in a state dict. */
-export function stateDictSize(dict: StateDict): number {
-  let n = 0;
-  for (const t of dict.values()) n += t.data.length;
-  return n;
-}

@@ -32,7 +32,7 @@ type Conv2DAttrs = {
 };
 
 /** Conv geometry of x ⋆ filter, with tfjs's own padding and output-size rules. */
-export function convGeometry(xShape: number[], attrs: Conv2DAttrs): ConvGeometry {
+function convGeometry(xShape: number[], attrs: Conv2DAttrs): ConvGeometry {
   const info = tf.backend_util.computeConv2DInfo(
     xShape as [number, number, number, number],
     attrs.filterShape,

@@ -23,7 +23,7 @@ import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 /** Below this many multiply-adds per 2-D slice the slow kernel's lack of setup cost wins. */
-export const MIN_FAST_MACS = 4096;
+const MIN_FAST_MACS = 4096;
 
 interface MatMulAttrs {
   transposeA: boolean;

@@ -15,7 +15,6 @@ import { performance } from 'node:perf_hooks';
 import {
   CollectiveError,
   createRedis,
-  ensureRedis,
   flagNumber,
   flagString,
   flagBool,
@@ -25,6 +24,7 @@ import {
   UsageError,
   type CommandSpec,
 } from '@smolrate/core';
+import { ensureRedis } from '@smolrate/core/redis-server';
 import { reportBenchResult, runBenchWorkers } from './bench-workers.js';
 import { RedisCollective } from './redis-collective.js';
 import { COLLECTIVE_DEFAULTS, MAX_CHUNK_BYTES } from './redis-collective-options.js';

@@ -104,7 +104,7 @@ export function timeRepeats(params: number, repeats: number, fn: (i: number) => 
   return { bestSeconds, medianSeconds, paramsPerSecond: params / bestSeconds };
 }
 
-export function runOptimizerBench(opts: BenchOptimizerOptions): BenchOptimizerResult {
+function runOptimizerBench(opts: BenchOptimizerOptions): BenchOptimizerResult {
   const { params, blockSize, repeats } = opts;
   const inp = makeBenchInputs(params, blockSize);
   const { param, grad, q8, m, v } = inp;
@@ -136,7 +136,7 @@ export function runOptimizerBench(opts: BenchOptimizerOptions): BenchOptimizerRe
   };
 }
 
-export function formatOptimizerBench(r: BenchOptimizerResult): string {
+function formatOptimizerBench(r: BenchOptimizerResult): string {
   const row = (name: string, t: BenchTiming, note: string) =>
     `${name.padEnd(34)}${(t.bestSeconds * 1e3).toFixed(1).padStart(9)}${(t.medianSeconds * 1e3).toFixed(1).padStart(11)}` +
     `${(t.paramsPerSecond / 1e6).toFixed(1).padStart(12)}  ${note}`;

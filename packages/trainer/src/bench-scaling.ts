@@ -14,7 +14,8 @@
  * first worker count given (normally 1).
  */
 import { join } from 'node:path';
-import { createLogger, ensureRedis, flagBool, flagNumber, flagString, parseArgs, readMetrics, UsageError, type CommandSpec } from '@smolrate/core';
+import { createLogger, flagBool, flagNumber, flagString, parseArgs, readMetrics, UsageError, type CommandSpec } from '@smolrate/core';
+import { ensureRedis } from '@smolrate/core/redis-server';
 import type { StepBenchParams, StepBenchReport } from './bench-step.js';
 import { runBenchWorkers } from './bench-workers.js';
 import type { TrainerConfig } from './config.js';
@@ -35,7 +36,7 @@ const median = (xs: number[]) => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-export async function runScalingBench(base: TrainerConfig, workers: number[], steps: number, redis: string | null): Promise<ScalingPoint[]> {
+async function runScalingBench(base: TrainerConfig, workers: number[], steps: number, redis: string | null): Promise<ScalingPoint[]> {
   const log = createLogger({ name: 'bench-scaling', rank: null });
   const cache = featureCacheDir(base);
   const points: ScalingPoint[] = [];
@@ -57,7 +58,7 @@ export async function runScalingBench(base: TrainerConfig, workers: number[], st
   return points;
 }
 
-export function formatScaling(points: ScalingPoint[]): string {
+function formatScaling(points: ScalingPoint[]): string {
   const lines = ['workers  s/step   samples/s  efficiency  allreduce share'];
   for (const p of points) {
     lines.push(`${String(p.workers).padStart(7)}  ${p.medianStepSeconds.toFixed(3).padStart(6)}  ${p.samplesPerSecond.toFixed(2).padStart(10)}  ${(100 * p.efficiency).toFixed(1).padStart(9)}%  ${(100 * p.allreduceShare).toFixed(1).padStart(14)}%`);
@@ -148,7 +149,7 @@ const list = (v: string, what: string): number[] => {
 };
 
 /** The 256M decoder training step at batch 1 as `smolrate-model bench` measured it on the 2-core wasm machine (docs/model.md). */
-export const CPU_256M_MS_PER_SAMPLE = 9800;
+const CPU_256M_MS_PER_SAMPLE = 9800;
 
 export const benchScalingCommand: CommandSpec = {
   summary: 'training throughput with 1, 2 and 4 workers: real tiny-preset runs and a simulated 256M-sized step',

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CollectiveError } from '@smolrate/core';
 
-export const RESULT_PREFIX = 'BENCH_RESULT ';
+const RESULT_PREFIX = 'BENCH_RESULT ';
 
 export type BenchWorkerKind = 'allreduce' | 'step';
 

@@ -17,7 +17,7 @@ import { CheckpointError, writeFileAtomic, type RngState } from '@smolrate/core'
 import { saveModelDir, type SmolVLMRegressor } from '@smolrate/model';
 import type { EarlyStoppingState } from './early-stopping.js';
 import type { SamplerState } from './sampler.js';
-import type { TrainerConfig } from './config.js';
+import { checkResumeConfig, type TrainerConfig } from './config.js';
 import type { ValMetrics } from './evaluate.js';
 
 export const TRAINER_STATE_FORMAT = 'smolrate-trainer-state/1';
@@ -162,9 +162,7 @@ export interface LoadedTrainerFiles {
   optimizer: Buffer;
 }
 
-/** Reads (after verifying) trainer-state.json and optimizer.bin of a checkpoint. */
-export async function readTrainerFiles(dir: string): Promise<LoadedTrainerFiles> {
-  await verifyCheckpoint(dir);
+async function readTrainerState(dir: string): Promise<TrainerState> {
   let state: TrainerState;
   try {
     state = JSON.parse(await readFile(join(dir, TRAINER_STATE_FILE), 'utf8')) as TrainerState;
@@ -174,6 +172,23 @@ export async function readTrainerFiles(dir: string): Promise<LoadedTrainerFiles>
   if (state.format !== TRAINER_STATE_FORMAT) {
     throw new CheckpointError(`${join(dir, TRAINER_STATE_FILE)}: format ${JSON.stringify(state.format)}, expected ${TRAINER_STATE_FORMAT}`);
   }
+  return state;
+}
+
+/**
+ * The checkpoint `--resume` continues from (`latest`; null before the first one), once the given
+ * config is checked against the one it was written with (checkResumeConfig).
+ */
+export async function resumeCheckpoint(cfg: TrainerConfig): Promise<string | null> {
+  const dir = await readPointer(cfg.run, 'latest');
+  if (dir !== null) checkResumeConfig((await readTrainerState(dir)).config, cfg, dir);
+  return dir;
+}
+
+/** Reads (after verifying) trainer-state.json and optimizer.bin of a checkpoint. */
+export async function readTrainerFiles(dir: string): Promise<LoadedTrainerFiles> {
+  await verifyCheckpoint(dir);
+  const state = await readTrainerState(dir);
   const optimizer = await readFile(join(dir, OPTIMIZER_FILE)).catch((e: unknown) => {
     throw new CheckpointError(`${join(dir, OPTIMIZER_FILE)} is unreadable`, { cause: e });
   });

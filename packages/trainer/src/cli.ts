@@ -25,7 +25,7 @@ const BOOLEAN_FLAGS = ['resume', 'fp32-embedding-state', 'help-config'];
 const LAUNCH_FLAGS = ['gpus', 'nnodes', 'nodeRank', 'redis', 'runId', 'maxRestarts'];
 
 /** The trainer config from `--config` and the remaining flags (launcher flags excluded). */
-export function configFromArgs(args: ParsedArgs, exclude: readonly string[] = []): TrainerConfig {
+function configFromArgs(args: ParsedArgs, exclude: readonly string[] = []): TrainerConfig {
   if (args.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(args.positionals[0])}`);
   const overrides: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(args.flags)) {

@@ -15,7 +15,7 @@
  *   {G}ar:{seq}:{seg}:red:{chunk} / …:ack      reduced chunk of segment `seg` / reader count
  *   {G}ar:{seq}:in:{seg} / ar:{seq}:out:{rank} notifications to the owner of `seg` / to `rank`
  */
-export const KEY_ROOT = 'smolrate';
+const KEY_ROOT = 'smolrate';
 
 const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

@@ -1,6 +1,6 @@
 import { ConfigError } from '@smolrate/core';
 import { describe, expect, it } from 'vitest';
-import { checkTrainerConfig, effectiveMicroBatch, featureCacheDir, resolveTrainerConfig } from './config.js';
+import { checkResumeConfig, checkTrainerConfig, effectiveMicroBatch, featureCacheDir, resolveTrainerConfig } from './config.js';
 
 const base = { data: '/data/shards', run: '/runs/x' };
 
@@ -29,5 +29,29 @@ describe('trainer config', () => {
     expect(() => checkTrainerConfig(cfg, 4)).toThrow('globalBatch (64) must be divisible by worldSize × microBatch (4 × 6 = 24)');
     expect(() => checkTrainerConfig({ ...cfg, microBatch: 0 }, 3)).toThrow('globalBatch (64) must be divisible by worldSize (3)');
     expect(() => checkTrainerConfig({ ...cfg, microBatch: 8 }, 4)).not.toThrow();
+  });
+
+  describe('resume', () => {
+    const saved = resolveTrainerConfig({ overrides: { ...base, stopAfterSteps: '3' } });
+
+    it('refuses a key that defines the trajectory, naming it with both values', () => {
+      expect(() => checkResumeConfig(saved, { ...saved, weightDecay: 0.1 }, 'ckpt/step-3')).toThrow(
+        '--resume from ckpt/step-3 cannot change what the run was started with: weightDecay (--weight-decay): checkpoint 0.01, given 0.1',
+      );
+      // Every difference at once, in schema order.
+      expect(() => checkResumeConfig(saved, { ...saved, peakLr: 1e-3, optimizer: 'adamw32', data: '/elsewhere', preset: 'tiny', seed: 1, globalBatch: 32, warmupFraction: 0 }, 'c')).toThrow(
+        /data \(--data\).*preset.*seed.*globalBatch \(--global-batch\).*peakLr.*warmupFraction.*optimizer \(--optimizer\): checkpoint "adamw8bit", given "adamw32"/,
+      );
+    });
+
+    it('applies how the run executes and is driven', () => {
+      const given = { ...saved, stopAfterSteps: 0, resume: true, patience: 9, evalEvery: 2, microBatch: 4, zero: 0, backend: 'cpu' as const, collective: { ...saved.collective, dataPlane: 'redis' as const } };
+      expect(() => checkResumeConfig(saved, given, 'c')).not.toThrow();
+    });
+
+    it('does not compare keys an older checkpoint did not record', () => {
+      const { gradDtype: _, ...older } = saved;
+      expect(() => checkResumeConfig(older, { ...saved, gradDtype: 'bf16' }, 'c')).not.toThrow();
+    });
   });
 });

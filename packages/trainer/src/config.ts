@@ -5,7 +5,7 @@
  * rank 0 and saved in every checkpoint's trainer-state.json.
  */
 import { join } from 'node:path';
-import { checkInvariant, ConfigError, field, resolveConfig, type Infer, type ResolveOptions } from '@smolrate/core';
+import { checkInvariant, ConfigError, field, kebab, resolveConfig, type Infer, type ResolveOptions } from '@smolrate/core';
 
 export const TRAINER_CONFIG_SCHEMA = {
   data: field.string('', 'shard root URI holding manifest.json (file path, file:// or s3://)'),
@@ -82,6 +82,28 @@ export function checkTrainerConfig(cfg: TrainerConfig, worldSize: number): void 
     cfg.globalBatch % per === 0,
     `globalBatch (${cfg.globalBatch}) must be divisible by worldSize × microBatch (${worldSize} × ${micro} = ${per})`,
   );
+}
+
+/**
+ * Keys `--resume` applies from the given config: where and how the run executes (backend, the
+ * micro-batch, ZeRO and the collective, like the world size) and how it is driven (where it
+ * stops, validation, checkpoint and hash-check cadence, early-stopping patience, prefetch, the
+ * feature cache). Every other key defines the trajectory — data, model, seed, batch, epochs,
+ * schedule, optimizer — and must equal the checkpoint's.
+ */
+const RESUME_MAY_CHANGE: ReadonlySet<keyof TrainerConfig> = new Set<keyof TrainerConfig>([
+  'run', 'resume', 'backend', 'microBatch', 'zero', 'collective', 'stopAfterSteps', 'evalEvery', 'evalBatch',
+  'patience', 'checkpointEvery', 'keepCheckpoints', 'hashCheckEvery', 'prefetch', 'featureCache',
+]);
+
+/** Refuses a resume whose config changes a trajectory key of the checkpoint's (keys it lacks are not compared). */
+export function checkResumeConfig(saved: Partial<TrainerConfig>, given: TrainerConfig, checkpoint: string): void {
+  const changed = (Object.keys(TRAINER_CONFIG_SCHEMA) as Array<keyof TrainerConfig>)
+    .filter((k) => !RESUME_MAY_CHANGE.has(k) && k in saved && JSON.stringify(saved[k]) !== JSON.stringify(given[k]))
+    .map((k) => `${k} (--${kebab(k)}): checkpoint ${JSON.stringify(saved[k])}, given ${JSON.stringify(given[k])}`);
+  if (changed.length > 0) {
+    throw new ConfigError(`--resume from ${checkpoint} cannot change what the run was started with: ${changed.join('; ')} (resume with the checkpoint's values, or start a new run)`);
+  }
 }
 
 export function featureCacheDir(cfg: TrainerConfig): string {

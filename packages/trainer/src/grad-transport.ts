@@ -15,17 +15,6 @@
 
 export type GradDtype = 'f32' | 'bf16';
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** float32 → bfloat16 bits, round to nearest even (NaN kept quiet). */
-export function bf16Bits(x: number): number {
-  f32[0] = x;
-  const b = u32[0];
-  if ((b & 0x7f800000) === 0x7f800000 && (b & 0x007fffff) !== 0) return ((b >>> 16) | 0x0040) & 0xffff;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
 /** src[i] rounded to bfloat16, as 16-bit words into `out` (same length). */
 export function toBf16(src: Float32Array, out: Uint16Array): Uint16Array {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);

@@ -5,7 +5,6 @@ export * from './redis-collective.js';
 export {
   COLLECTIVE_DEFAULTS,
   MAX_CHUNK_BYTES,
-  MAX_DEAD_AFTER_MS,
   resolveCollectiveOptions,
   type RedisCollectiveOptions,
   type ResolvedCollectiveOptions,

@@ -13,7 +13,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { CollectiveError, ConfigError, forkEntry, silentLogger, startRedisServer, type Logger, type RedisServerHandle } from '@smolrate/core';
+import { CollectiveError, ConfigError, forkEntry, silentLogger, type Logger } from '@smolrate/core';
+import { startRedisServer, type RedisServerHandle } from '@smolrate/core/redis-server';
+import { resumeCheckpoint } from './checkpoint.js';
 import { checkTrainerConfig, type TrainerConfig } from './config.js';
 import { CONFIG_ENV } from './train-worker.js';
 
@@ -73,6 +75,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
   if (nnodes > 1 && (!o.redis || !o.runId)) throw new ConfigError(`--nnodes ${nnodes} needs a shared --redis URL and the same --run-id on every node`);
   const worldSize = o.gpus * nnodes;
   checkTrainerConfig(o.config, worldSize);
+  if (o.config.resume) await resumeCheckpoint(o.config); // a config the checkpoint refuses fails here, before any fork
   const runId = o.runId ?? `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   if (!existsSync('/dev/nvidiactl')) log.info(`no GPU on this host: --gpus ${o.gpus} starts ${o.gpus} CPU worker${o.gpus === 1 ? '' : 's'}`);
 

@@ -80,7 +80,7 @@ export interface MeshCallOptions {
 }
 
 /** FNV-1a of a tag: frames of calls with different tags are told apart. */
-export function tagHash(tag: string): number {
+function tagHash(tag: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < tag.length; i++) h = Math.imul(h ^ tag.charCodeAt(i), 0x01000193);
   return h >>> 0;

@@ -10,7 +10,7 @@ const MIB = 1024 * 1024;
 /** Redis limits a value to 512 MB; docs/reference/optimizer.md recommends 4–32 MiB chunks. */
 export const MAX_CHUNK_BYTES = 32 * MIB;
 /** Upper bound of `deadAfterMs`: a dead peer is always reported within ~30 s. */
-export const MAX_DEAD_AFTER_MS = 30_000;
+const MAX_DEAD_AFTER_MS = 30_000;
 
 export interface RedisCollectiveOptions {
   /** `redis://…` (see parseRedisUrl). */

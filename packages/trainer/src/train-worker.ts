@@ -23,7 +23,7 @@ import { CheckpointError, CollectiveError, ConfigError, createLogger, MetricsSin
 import { describeBackend, initBackend, loadModelDir, loadTokenizer, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL } from '@smolrate/model';
 import { ADAMW_DEFAULTS } from './adamw-options.js';
 import { BatchBuilder, type TrainingBatch } from './batches.js';
-import { readPointer, readTrainerFiles, TRAINER_STATE_FORMAT, writeCheckpoint, type TrainerState } from './checkpoint.js';
+import { readTrainerFiles, resumeCheckpoint, TRAINER_STATE_FORMAT, writeCheckpoint, type TrainerState } from './checkpoint.js';
 import { LocalCollective, type Collective } from './collective.js';
 import { DataParallelUpdate } from './data-parallel-update.js';
 import { checkTrainerConfig, effectiveMicroBatch, featureCacheDir, type TrainerConfig } from './config.js';
@@ -121,7 +121,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
   if (lead) log.info('trainer config', { backend, worldSize: env.worldSize, runId: env.runId, config: cfg });
 
   // 1. The same initial weights on every rank.
-  const resumeDir = cfg.resume ? await readPointer(cfg.run, 'latest') : null;
+  const resumeDir = cfg.resume ? await resumeCheckpoint(cfg) : null;
   if (cfg.resume && resumeDir === null) log.warn('--resume: no checkpoint yet, starting from the initial weights', { run: cfg.run });
   const source = resumeDir ?? cfg.init;
   let model: SmolVLMRegressor;
@@ -173,7 +173,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     cursor = sampler.resume(s.sampler);
     step = s.step;
     if (sampler.globalStep(cursor) !== step) throw new CheckpointError(`${resumeDir}: step ${step} disagrees with the sampler cursor ${JSON.stringify(cursor)}`);
-    stopping = EarlyStopping.fromState(s.earlyStopping);
+    stopping = EarlyStopping.fromState({ ...s.earlyStopping, patience: cfg.patience }); // --patience applies on resume
     ({ best, lastValidation } = s);
     savedOptimizer = saved.optimizer;
     log.info('resumed', { checkpoint: resumeDir, step, epoch: cursor.epoch });

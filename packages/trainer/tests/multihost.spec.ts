@@ -12,7 +12,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { findRedisServer, openStore } from '@smolrate/core';
+import { openStore } from '@smolrate/core';
+import { findRedisServer } from '@smolrate/core/redis-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveTrainerConfig } from '../src/config.js';
 import { launch } from '../src/launch.js';
@@ -56,7 +57,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'smolrate-multihost-'));
   await writeLearnableShards(openStore(join(dir, 'data')), { train: 32, val: 16 });
   if (unavailable !== null) return;
-  const binary = await findRedisServer();
+  const binary = findRedisServer();
   redis = spawn('ip', ['netns', 'exec', ns[0], binary, '--bind', ip(0), '--port', '6390', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], { stdio: 'ignore' });
   for (let i = 0; i < 100; i++) {
     if (spawnSync('ip', ['netns', 'exec', ns[1], 'redis-cli', '-h', ip(0), '-p', '6390', 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG') break;

@@ -130,7 +130,8 @@ describe('data-parallel training (real processes + Redis)', () => {
     const partial = await run(config('c-part', { ...common, stopAfterSteps: 3 }), 2);
     expect(partial.restarts).toBe(0);
     expect((await readTrainerFiles((await readPointer(join(dir, 'c-part'), 'latest'))!)).state.step).toBe(3);
-    await run(config('c-part', { ...common, resume: true }), 2);
+    // --patience is applied on resume (a higher one: no early stop in 3 validations either way).
+    await run(config('c-part', { ...common, resume: true, patience: 5 }), 2);
     const full = (await readPointer(join(dir, 'c-full'), 'latest'))!;
     const resumed = (await readPointer(join(dir, 'c-part'), 'latest'))!;
     expect(resumed.endsWith('step-6')).toBe(true);
@@ -138,7 +139,7 @@ describe('data-parallel training (real processes + Redis)', () => {
       expect((await readFile(join(resumed, f))).equals(await readFile(join(full, f))), f).toBe(true);
     }
     const [a, b] = await Promise.all([readTrainerFiles(full), readTrainerFiles(resumed)]);
-    expect(b.state.earlyStopping).toEqual(a.state.earlyStopping);
+    expect(b.state.earlyStopping).toEqual({ ...a.state.earlyStopping, patience: 5 });
     expect(b.state.sampler).toEqual(a.state.sampler);
   });
 

@@ -31,7 +31,7 @@ function field(r: Raw, k: string): string | string[] | null {
   return String(v);
 }
 
-export async function readItemsFile(file: string): Promise<Raw[]> {
+async function readItemsFile(file: string): Promise<Raw[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

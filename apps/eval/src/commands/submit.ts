@@ -27,9 +27,9 @@ export const usage = `usage: smolrate-eval submit --checkpoint DIR --input LOVIF
 
 An item with no readable image is scored on a mid-grey image and counted in a warning.`;
 
-export const INPUT_COLUMNS = ['parent_asin', 'main_category', 'title', 'features', 'description', 'image_paths'] as const;
+const INPUT_COLUMNS = ['parent_asin', 'main_category', 'title', 'features', 'description', 'image_paths'] as const;
 
-export async function readLovifInput(dir: string): Promise<ExternalItem[]> {
+async function readLovifInput(dir: string): Promise<ExternalItem[]> {
   const file = path.join(dir, 'input.csv');
   let text: string;
   try {

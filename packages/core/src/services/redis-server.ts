@@ -1,6 +1,9 @@
 /**
- * A private redis-server for the demo, the tests, CI and single-host training runs (docs/reference/design.md:
- * "with no Redis URL it starts a private redis-server on a free loopback port").
+ * A private redis-server: the fallback of the CLIs that need a Redis when no URL is given (a
+ * one-host `launch`, `build-shards --workers N`, the benchmarks; docs/reference/design.md
+ * "Training topology": "with no Redis URL it starts a private redis-server on a free loopback
+ * port"), and through infra/redis-install.ts the demo's, the tests' and CI's. Its own entry point,
+ * `@smolrate/core/redis-server`, not the main API: everything else connects to a Redis URL.
  *
  * No orphans, however the parent ends:
  *  - `stop()` shuts the server down (SIGTERM, then SIGKILL after a grace period) and removes
@@ -16,7 +19,7 @@
  * The server runs without persistence (`--save '' --appendonly no`) in a temp dir, bound to
  * loopback, in its own process group (a terminal's Ctrl-C reaches the parent, which decides).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants as fsConstants, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -35,12 +38,10 @@ export interface StartRedisServerOptions {
   dir?: string;
   /** `requirepass`; the returned URL carries it (URL-encoded). Default: no password. */
   password?: string;
-  /** The redis-server executable. Default: found on PATH or in /usr/sbin, /usr/bin (installed when missing). */
+  /** The redis-server executable. Default: findRedisServer(). */
   binary?: string;
   /** How long to wait for PING to answer. Default 10 000 ms. */
   startTimeoutMs?: number;
-  /** Where install steps are reported. Default: stderr. */
-  log?: (line: string) => void;
 }
 
 export interface RedisServerHandle {
@@ -70,12 +71,8 @@ export interface EnsuredRedis {
 const STOP_GRACE_MS = 5_000;
 const BINARY_DIRS = ['/usr/sbin', '/usr/bin', '/usr/local/bin', '/usr/local/sbin', '/opt/homebrew/bin'];
 
-const defaultLog = (line: string): void => {
-  process.stderr.write(`[smolrate services] ${line}\n`);
-};
-
 // ---------------------------------------------------------------------------------------------
-// Finding (and installing) redis-server
+// Finding redis-server
 
 function isExecutableFile(path: string): boolean {
   try {
@@ -98,96 +95,26 @@ function defaultSearchDirs(): string[] {
   return [...(process.env.PATH ?? '').split(delimiter), ...BINARY_DIRS];
 }
 
-export interface FindRedisServerOptions {
-  /** Directories searched, in order. Default: PATH, then /usr/sbin, /usr/bin, /usr/local/bin. */
-  searchDirs?: readonly string[];
-  /** Install with apt-get when missing and running as root. Default true. */
-  install?: boolean;
-  /** Whether this process may run apt-get. Default: `process.getuid() === 0`. */
-  isRoot?: boolean;
-  log?: (line: string) => void;
-}
-
-const INSTALL_COMMAND = 'apt-get install -y redis-server';
-
-function missingError(why: string): ServiceError {
-  return new ServiceError(
-    `redis-server not found (searched PATH, ${BINARY_DIRS.slice(0, 3).join(', ')}). ${why} ` +
-      `Or set REDIS_URL=redis://host:port to use a Redis server that is already running.`,
-  );
-}
-
-function runLogged(cmd: string, args: string[], log: (l: string) => void): number {
-  log(`running: ${cmd} ${args.join(' ')}`);
-  // apt's output goes to our stderr, so stdout stays clean for `REDIS_URL=...` consumers.
-  const r = spawnSync(cmd, args, {
-    stdio: ['ignore', process.stderr, process.stderr],
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  if (r.error) throw new ServiceError(`could not run ${cmd}: ${r.error.message}`, { cause: r.error });
-  return r.status ?? 1;
-}
-
-let installing: Promise<void> | undefined;
-
-async function installWithApt(aptGet: string, log: (l: string) => void): Promise<void> {
-  // Serialised within the process; apt's own lock (waited on, not failed) handles other processes.
-  installing ??= (async () => {
-    const lock = ['-o', 'DPkg::Lock::Timeout=300'];
-    log('redis-server is not installed; installing the Debian package (running as root)');
-    let status = runLogged(aptGet, [...lock, 'install', '-y', 'redis-server'], log);
-    if (status !== 0) {
-      // The usual cause on a fresh machine or container: no package lists yet.
-      log(`apt-get install exited with ${status}; updating the package lists and retrying`);
-      const update = runLogged(aptGet, [...lock, 'update'], log);
-      if (update !== 0) log(`apt-get update exited with ${update}`);
-      status = runLogged(aptGet, [...lock, 'install', '-y', 'redis-server'], log);
-    }
-    if (status !== 0) {
-      throw new ServiceError(
-        `could not install redis-server: \`${INSTALL_COMMAND}\` exited with ${status} (see its output above). ` +
-          `Install Redis yourself or set REDIS_URL.`,
-      );
-    }
-    log('installed redis-server');
-  })().finally(() => {
-    installing = undefined;
-  });
-  return installing;
-}
-
 /**
- * The path of the redis-server binary. When it is missing: as root, installs the Debian
- * package (apt-get install, with apt-get update first if that fails); otherwise throws a
- * ServiceError naming the command to run with sudo.
+ * The path of the redis-server binary: on PATH, or in the usual system dirs. When it is missing,
+ * a ServiceError saying how to install it or to set REDIS_URL: the product never installs system
+ * packages (the demo, the tests and infra/services.ts do, as root: infra/redis-install.ts).
  */
-export async function findRedisServer(opts: FindRedisServerOptions = {}): Promise<string> {
-  const dirs = opts.searchDirs ?? defaultSearchDirs();
-  const found = locate('redis-server', dirs);
+export function findRedisServer(searchDirs: readonly string[] = defaultSearchDirs()): string {
+  const found = locate('redis-server', searchDirs);
   if (found) return found;
-  if (opts.install === false) throw missingError('Install it, e.g. `sudo apt-get install -y redis-server`.');
-
-  const aptGet = locate('apt-get', opts.searchDirs ?? defaultSearchDirs());
-  if (!aptGet) {
-    throw missingError(
-      'Install Redis 6.2+ with your package manager (Debian/Ubuntu: `sudo apt-get install -y redis-server`, macOS: `brew install redis`).',
-    );
-  }
-  const isRoot = opts.isRoot ?? process.getuid?.() === 0;
-  if (!isRoot) {
-    throw missingError(`Install it with: sudo ${INSTALL_COMMAND} (or run this as root to have it installed).`);
-  }
-  await installWithApt(aptGet, opts.log ?? defaultLog);
-  const installed = locate('redis-server', dirs);
-  if (!installed) throw missingError(`\`${INSTALL_COMMAND}\` succeeded but the binary is still not found.`);
-  return installed;
+  throw new ServiceError(
+    `redis-server not found (searched PATH, ${BINARY_DIRS.slice(0, 3).join(', ')}). Install Redis 6.2+ with your package manager ` +
+      '(Debian/Ubuntu: `sudo apt-get install -y redis-server`, macOS: `brew install redis`), ' +
+      'or set REDIS_URL=redis://host:port to use a Redis server that is already running.',
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
 // Ports
 
 /** A port that is free on `host` right now (the OS picks it). */
-export async function pickFreePort(host = '127.0.0.1'): Promise<number> {
+async function pickFreePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const srv = createServer();
     srv.unref();
@@ -497,13 +424,10 @@ async function launch(
   };
 }
 
-/**
- * Starts a private redis-server (see the file comment for how it is cleaned up). Installs the
- * Debian package first when the binary is missing and this process runs as root.
- */
+/** Starts a private redis-server (see the file comment for how it is cleaned up). */
 export async function startRedisServer(opts: StartRedisServerOptions = {}): Promise<RedisServerHandle> {
   const host = opts.host ?? '127.0.0.1';
-  const binary = opts.binary ?? (await findRedisServer({ log: opts.log }));
+  const binary = opts.binary ?? findRedisServer();
   // A picked port can be taken between the check and redis-server's bind: pick again then.
   const attempts = opts.port === undefined ? 3 : 1;
   for (let attempt = 1; ; attempt++) {
@@ -518,7 +442,7 @@ export async function startRedisServer(opts: StartRedisServerOptions = {}): Prom
 }
 
 /** PINGs `url` once with a bounded timeout; throws ServiceError naming the redacted URL. */
-export async function pingRedisUrl(url: string, timeoutMs = 5_000): Promise<void> {
+async function pingRedisUrl(url: string, timeoutMs = 5_000): Promise<void> {
   const client = createRedis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
@@ -546,7 +470,7 @@ export async function pingRedisUrl(url: string, timeoutMs = 5_000): Promise<void
  * A Redis for this run: `REDIS_URL` when set (checked with a PING; `stop()` does nothing),
  * else a private redis-server that `stop()` shuts down.
  */
-export async function ensureRedis(opts: { name?: string } = {}): Promise<EnsuredRedis> {
+export async function ensureRedis(opts: Pick<StartRedisServerOptions, 'name' | 'binary'> = {}): Promise<EnsuredRedis> {
   const url = process.env.REDIS_URL;
   if (url !== undefined && url !== '') {
     try {
@@ -556,6 +480,6 @@ export async function ensureRedis(opts: { name?: string } = {}): Promise<Ensured
     }
     return { url, owned: false, stop: () => Promise.resolve() }; // not ours to stop
   }
-  const server = await startRedisServer({ name: opts.name });
+  const server = await startRedisServer(opts);
   return { url: server.url, owned: true, stop: server.stop };
 }

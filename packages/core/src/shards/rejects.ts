@@ -10,7 +10,7 @@ import type { Store } from '../storage/store.js';
 import type { ManifestLocation } from './manifest.js';
 import { shardKey } from './shard-info.js';
 
-export const REJECTS_FILE = 'rejects.jsonl';
+const REJECTS_FILE = 'rejects.jsonl';
 
 export interface RejectRecord {
   /** URI of the input file the record came from. */
@@ -51,7 +51,7 @@ function cmp(a: string | undefined, b: string | undefined): number {
 }
 
 /** The canonical order of reject records. */
-export function compareRejects(a: RejectRecord, b: RejectRecord): number {
+function compareRejects(a: RejectRecord, b: RejectRecord): number {
   return cmp(a.source, b.source) || a.line - b.line || cmp(a.reason, b.reason) || cmp(a.parent_asin, b.parent_asin) || cmp(a.detail, b.detail);
 }
 
@@ -67,7 +67,7 @@ export function rejectLine(record: RejectRecord): string {
 }
 
 /** Validates and sorts (a copy of) `records` into canonical order. */
-export function sortRejects(records: readonly RejectRecord[]): RejectRecord[] {
+function sortRejects(records: readonly RejectRecord[]): RejectRecord[] {
   return [...records].sort(compareRejects);
 }
 

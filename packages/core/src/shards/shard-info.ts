@@ -15,10 +15,10 @@ export interface ShardInfo {
   sha256: string;
 }
 
-export const SHARD_SHA256_PATTERN = /^[0-9a-f]{64}$/;
+const SHARD_SHA256_PATTERN = /^[0-9a-f]{64}$/;
 
 /** Problems with a relative key (`file` of a ShardInfo, or a shard root), or [] when it is fine. */
-export function relativeKeyProblems(key: string, allowEmpty: boolean): string[] {
+function relativeKeyProblems(key: string, allowEmpty: boolean): string[] {
   if (key === '') return allowEmpty ? [] : ['is empty'];
   const problems: string[] = [];
   if (key.startsWith('/')) problems.push('must be relative (starts with "/")');

@@ -21,7 +21,7 @@ import { shardKey, type ShardInfo } from './shard-info.js';
 export const SHARD_FORMAT_METADATA_KEY = 'smolrate.format';
 
 /** Default rows per row group: ~256 × 60–100 KB JPEGs ≈ 15–25 MB, the reader's unit of memory. */
-export const DEFAULT_ROW_GROUP_SIZE = 256;
+const DEFAULT_ROW_GROUP_SIZE = 256;
 
 export interface ShardWriterOptions {
   /** Rows per Parquet row group; the reader holds one row group in memory. Default 256. */

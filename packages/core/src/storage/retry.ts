@@ -36,7 +36,7 @@ export interface RetryInfo {
 export type ResolvedRetryOptions = Required<Omit<RetryOptions, 'onRetry' | 'signal'>> &
   Pick<RetryOptions, 'onRetry' | 'signal'>;
 
-export const DEFAULT_RETRY: Readonly<Required<Pick<RetryOptions, 'attempts' | 'baseDelayMs' | 'maxDelayMs'>>> = {
+const DEFAULT_RETRY: Readonly<Required<Pick<RetryOptions, 'attempts' | 'baseDelayMs' | 'maxDelayMs'>>> = {
   attempts: 4,
   baseDelayMs: 100,
   maxDelayMs: 5000,

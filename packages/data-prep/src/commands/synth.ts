@@ -54,7 +54,7 @@ function mib(bytes: number): string {
 }
 
 /** The printed summary: files, records per category, traps by kind, fates, images, ratings. */
-export function formatSynthSummary(s: SynthSummary): string {
+function formatSynthSummary(s: SynthSummary): string {
   const w = Math.max(...s.files.map((f) => f.file.length));
   const tw = Math.max(...TRAP_KINDS.map((k) => k.length));
   const lines = [

@@ -31,9 +31,9 @@ import { SmolVLMRegressor } from '../smolvlm.js';
 
 export const summary = 'time forward / backward steps on a compute backend';
 
-export const DEFAULT_BATCHES: readonly number[] = [1, 2];
-export const DEFAULT_REPEATS = 3;
-export const DEFAULT_TRAIN_BATCH = 1;
+const DEFAULT_BATCHES: readonly number[] = [1, 2];
+const DEFAULT_REPEATS = 3;
+const DEFAULT_TRAIN_BATCH = 1;
 
 export const usage = `usage: smolrate-model bench [--backend auto|tensorflow|wasm|cpu] [--preset NAME]
                             [--batch B[,B…]] [--text-tokens T] [--repeats N]
@@ -716,7 +716,7 @@ function kernelTable(ks: KernelShare[]): string[] {
   return table([['kernel', 's', 'share'], ...ks.map((k) => [k.kernel, k.seconds.toFixed(2), `${(100 * k.share).toFixed(1)}%`])]);
 }
 
-export function formatBench(r: BenchReport): string {
+function formatBench(r: BenchReport): string {
   const out: string[] = [];
   const s = r.sequence;
   out.push(`smolrate-model bench — backend ${r.backend.description}`);

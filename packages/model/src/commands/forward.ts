@@ -95,7 +95,7 @@ export function pixelsFromNpy(bytes: Uint8Array, cfg: ModelConfig, what = 'pixel
  * One item through the model (eval mode). `pixels` are normalised [S·S·3]. Every tensor made
  * here is disposed before returning.
  */
-export function forwardItem(model: SmolVLMRegressor, tokenizer: TextTokenizer, item: PromptItem, pixels: Float32Array): Omit<ForwardResult, 'backend'> {
+function forwardItem(model: SmolVLMRegressor, tokenizer: TextTokenizer, item: PromptItem, pixels: Float32Array): Omit<ForwardResult, 'backend'> {
   const cfg = model.config;
   const s = cfg.regression.imageSize;
   if (pixels.length !== s * s * 3) throw new ShapeError(`forwardItem: expected ${s}×${s}×3 = ${s * s * 3} pixel values, got ${pixels.length}`);
