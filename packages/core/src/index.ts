@@ -44,7 +44,7 @@ export { MetricsSink, readMetrics, type MetricRecord } from './metrics.js';
 export { forkEntry } from './fork-entry.js';
 
 // Regression metrics (RMSE, PLCC, SRCC): one definition for the trainer's validation and eval.
-export { averageRanks, pearson, regressionMetrics, spearman, type RegressionMetrics } from './regression-metrics.js';
+export { regressionMetrics, type RegressionMetrics } from './regression-metrics.js';
 
 // Seeded randomness.
 export { permutation, Rng, seedFrom, type RngState } from './rng.js';
