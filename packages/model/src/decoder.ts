@@ -184,6 +184,8 @@ export class TextModel {
   readonly embedTokens: Param;
   readonly layers: DecoderLayer[];
   readonly norm: RMSNorm;
+  /** cos / sin [maxPositionEmbeddings, d], built with the model and freed by disposeRopeTables. */
+  private readonly rope: { cos: tf.Tensor2D; sin: tf.Tensor2D };
 
   constructor(
     scope: ParamScope,
@@ -197,6 +199,9 @@ export class TextModel {
     const layers = scope.child('layers');
     this.layers = Array.from({ length: cfg.numLayers }, (_, j) => new DecoderLayer(layers.child(j), cfg));
     this.norm = new RMSNorm(scope.child('norm'), cfg.hiddenSize, cfg.rmsNormEps);
+    const tables = ropeTables(cfg.maxPositionEmbeddings, cfg.headDim, cfg.ropeTheta);
+    const shape: [number, number] = [cfg.maxPositionEmbeddings, cfg.headDim];
+    this.rope = { cos: tf.keep(tf.tensor2d(tables.cos, shape)), sin: tf.keep(tf.tensor2d(tables.sin, shape)) };
   }
 
   /** Token embeddings, unscaled: ids [B, L] int32 → [B, L, T]. */
@@ -210,12 +215,23 @@ export class TextModel {
     if (L > this.cfg.maxPositionEmbeddings) {
       throw new ShapeError(`sequence length ${L} exceeds max_position_embeddings ${this.cfg.maxPositionEmbeddings}`);
     }
-    const tables = ropeTables(L, this.cfg.headDim, this.cfg.ropeTheta);
-    const cos = tf.tensor2d(tables.cos, [L, this.cfg.headDim]);
-    const sin = tf.tensor2d(tables.sin, [L, this.cfg.headDim]);
+    const { cos, sin } = this.ropeFor(L);
     const bias = causalPaddingBias(attentionMask);
     let x = inputsEmbeds;
     for (const layer of this.layers) x = layer.apply(x, cos, sin, bias);
     return this.norm.apply(x) as tf.Tensor3D;
+  }
+
+  /**
+   * cos / sin [L, d] for positions 0…L−1. A position's angles do not depend on L, so the table
+   * for the longest allowed sequence serves every length as a slice (owned by the caller).
+   */
+  ropeFor(L: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    return { cos: tf.slice(this.rope.cos, [0, 0], [L, -1]), sin: tf.slice(this.rope.sin, [0, 0], [L, -1]) };
+  }
+
+  /** Frees the RoPE tables (the parameters belong to the model that built this one). */
+  disposeRopeTables(): void {
+    tf.dispose([this.rope.cos, this.rope.sin]);
   }
 }
