@@ -5,8 +5,7 @@
  * why each earlier option was skipped, so every run can name the backend it ran on.
  *
  * Whatever the backend, training needs what tfjs-core alone does not ship: the gradient configs
- * (gradients.ts, training-gradients.ts), and on wasm / cpu the kernels of wasm-kernels.ts /
- * cpu-kernels.ts.
+ * (gradients/), and on wasm / cpu the kernels of wasm-kernels.ts / cpu-kernels.ts.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -14,7 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { ConfigError } from '@smolrate/core';
 import { registerCpuKernelOverrides } from './cpu-kernels.js';
-import { registerTrainingGradients } from './training-gradients.js';
+import { registerModelGradients } from './gradients/index.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -166,7 +165,7 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
   if (pending === undefined) {
     pending = select(choice).then((info) => {
       // After the backend: a native package's own (union) gradients take precedence.
-      registerTrainingGradients();
+      registerModelGradients();
       return info;
     });
     initialised.set(choice, pending);

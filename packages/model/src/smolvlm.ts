@@ -12,7 +12,7 @@ import { CheckpointError, ConfigError, createLogger, DataError, ShapeError, type
 import type { ModelConfig } from './config.js';
 import { Connector } from './connector.js';
 import { TextModel } from './decoder.js';
-import { registerModelGradients } from './gradients.js';
+import { registerModelGradients } from './gradients/index.js';
 import { dropoutMask, maskedMeanPool, RegressionHead } from './head.js';
 import { initParameter, initStateDict } from './init.js';
 import { Param, ParamScope } from './layers.js';

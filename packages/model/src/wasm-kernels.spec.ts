@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from './backend.js';
-import { OP_CASES, probeGradients, relativeError } from './op-probe.js';
+import { OP_CASES, probeGradients, relativeError } from '../tests/op-probe.js';
 import { registerWasmKernels, WASM_KERNELS, WASM_PATCHES } from './wasm-kernels.js';
 
 /** Runs `f` on `backend` and returns plain arrays (no tensor outlives the call). */
