@@ -5,14 +5,13 @@
  * why each earlier option was skipped, so every run can name the backend it ran on.
  *
  * Whatever the backend, training needs what tfjs-core alone does not ship: the gradient configs
- * (gradients/), and on wasm / cpu the kernels of wasm-kernels.ts / cpu-kernels.ts.
+ * (gradients/), and on wasm the kernel fixes of wasm-kernels.ts.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { ConfigError } from '@smolrate/core';
-import { registerCpuKernelOverrides } from './cpu-kernels.js';
 import { registerModelGradients } from './gradients/index.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
@@ -123,7 +122,6 @@ async function tryWasm(): Promise<{ reason: string } | { threads: number; simd: 
 }
 
 async function useCpu(): Promise<void> {
-  registerCpuKernelOverrides();
   if (!(await tf.setBackend('cpu'))) throw new ConfigError('the plain JS (cpu) backend failed to initialise');
   // tfjs-backend-cpu prints a banner recommending tfjs-node on first use; BackendInfo.fallbacks
   // already says why it was not used.

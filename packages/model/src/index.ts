@@ -16,7 +16,6 @@ export * from './smolvlm.js';
 export * from './counter.js';
 export * from './backend.js';
 export * from './wasm-kernels.js';
-export * from './cpu-kernels.js';
 export * from './npy.js';
 export * from './checkpoint-dir.js';
 export * from './memory-meter.js';
