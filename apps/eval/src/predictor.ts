@@ -1,6 +1,6 @@
 /**
  * Batched inference from pixels: for each batch, decoded RGB images → pixelBatchTensor
- * (x/127.5 − 1, model pixels.ts) → forward({ pixels, inputIds, attentionMask }) (which runs the
+ * (x/127.5 − 1, model pixels.ts) → forward({ pixels, tokens }) (which runs the
  * frozen encodeImages and the decoder) → ratings. Images are decoded by the caller (core's
  * decodeImage) so that this file sees no image codec.
  *
@@ -48,12 +48,10 @@ export function predictBatch(p: LoadedPredictor, batch: readonly PredictInput[],
   if (batch.length === 0) return new Float32Array(0);
   const size = p.config.regression.imageSize;
   const t0 = performance.now();
-  const enc = encodeBatch(p.tokenizer, p.config, batch.map((b) => b.prompt));
+  const tokens = encodeBatch(p.tokenizer, p.config, batch.map((b) => b.prompt));
   const pixels = pixelBatchTensor(batch.map((b) => b.rgb), size); // [B, S, S, 3]
-  const inputIds = tf.tensor2d(enc.inputIds, [enc.batchSize, enc.seqLen], 'int32');
-  const attentionMask = tf.tensor2d(enc.attentionMask, [enc.batchSize, enc.seqLen], 'int32');
   try {
-    const out = p.model.forward({ pixels, inputIds, attentionMask });
+    const out = p.model.forward({ pixels, tokens });
     try {
       const ratings = out.rating.dataSync() as Float32Array; // [B]
       return Float32Array.from(ratings);
@@ -61,7 +59,7 @@ export function predictBatch(p: LoadedPredictor, batch: readonly PredictInput[],
       tf.dispose([out.pooled, out.logit, out.rating]);
     }
   } finally {
-    tf.dispose([pixels, inputIds, attentionMask]);
+    pixels.dispose();
     if (timer) timer.seconds += (performance.now() - t0) / 1000;
   }
 }

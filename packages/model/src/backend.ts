@@ -5,16 +5,14 @@
  * why each earlier option was skipped, so every run can name the backend it ran on.
  *
  * Whatever the backend, training needs what tfjs-core alone does not ship: the gradient configs
- * (gradients.ts, training-gradients.ts), and on wasm / cpu the kernels of wasm-kernels.ts /
- * cpu-kernels.ts.
+ * (gradients/), and on wasm the kernel fixes of wasm-kernels.ts.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { ConfigError } from '@smolrate/core';
-import { registerCpuKernelOverrides } from './cpu-kernels.js';
-import { registerTrainingGradients } from './training-gradients.js';
+import { registerModelGradients } from './gradients/index.js';
 import { registerWasmKernels } from './wasm-kernels.js';
 
 const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -124,7 +122,6 @@ async function tryWasm(): Promise<{ reason: string } | { threads: number; simd: 
 }
 
 async function useCpu(): Promise<void> {
-  registerCpuKernelOverrides();
   if (!(await tf.setBackend('cpu'))) throw new ConfigError('the plain JS (cpu) backend failed to initialise');
   // tfjs-backend-cpu prints a banner recommending tfjs-node on first use; BackendInfo.fallbacks
   // already says why it was not used.
@@ -166,7 +163,7 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
   if (pending === undefined) {
     pending = select(choice).then((info) => {
       // After the backend: a native package's own (union) gradients take precedence.
-      registerTrainingGradients();
+      registerModelGradients();
       return info;
     });
     initialised.set(choice, pending);

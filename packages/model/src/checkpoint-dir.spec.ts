@@ -17,6 +17,7 @@ import {
 } from './checkpoint-dir.js';
 import { fromHfConfig, presetConfig, toHfConfig, type ModelConfig } from './config.js';
 import { initParameter } from './init.js';
+import { packTokenRows } from './prompt.js';
 import { expectedParameters, LM_HEAD_NAME } from './params.js';
 import { readSafetensorsFile, safetensorsChunks, stateDictSources, type TensorSource } from './safetensors.js';
 import { SmolVLMRegressor } from './smolvlm.js';
@@ -67,18 +68,14 @@ function tinyInputs() {
   const ids = [1061, 1024, ...new Array<number>(36).fill(1062), 1061, 40, 300, 17, 900];
   const pixels = new Float32Array(384 * 384 * 3);
   for (let i = 0; i < pixels.length; i++) pixels[i] = Math.sin(i * 0.001) * 0.9;
-  return {
-    pixels: tf.tensor4d(pixels, [1, 384, 384, 3]),
-    inputIds: tf.tensor2d(ids, [1, ids.length], 'int32'),
-    attentionMask: tf.tensor2d(new Array<number>(ids.length).fill(1), [1, ids.length], 'int32'),
-  };
+  return { pixels: tf.tensor4d(pixels, [1, 384, 384, 3]), tokens: packTokenRows(presetConfig('tiny'), [ids], { imageTokens: 36 }) };
 }
 
 function pooledOf(model: SmolVLMRegressor): Float32Array {
   const inputs = tinyInputs();
   const out = model.forward(inputs);
   const pooled = out.pooled.dataSync() as Float32Array;
-  tf.dispose([out.pooled, out.logit, out.rating, inputs.pixels, inputs.inputIds, inputs.attentionMask]);
+  tf.dispose([out.pooled, out.logit, out.rating, inputs.pixels]);
   return pooled;
 }
 

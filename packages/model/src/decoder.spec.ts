@@ -170,6 +170,14 @@ describe('DecoderAttention / TextModel (tiny)', () => {
     for (let t = 0; t < 3; t++) a[t].forEach((x, i) => expect(c[t][i]).toBe(x));
     expect(Math.max(...a[5].map((x, i) => Math.abs(x - b[5][i])))).toBeGreaterThan(1e-3);
     expect(Math.max(...a[4].map((x, i) => Math.abs(x - c[4][i])))).toBeGreaterThan(1e-3);
+    // RoPE: slices of the table built with the model, bit-equal to tables built for the length.
+    const { cos, sin } = model.ropeFor(6);
+    const want = ropeTables(6, cfg.headDim, cfg.ropeTheta);
+    expect([cos.dataSync(), sin.dataSync()]).toEqual([want.cos, want.sin]);
+    tf.dispose([cos, sin]);
+    const before = tf.memory().numTensors;
+    model.disposeRopeTables();
+    expect(tf.memory().numTensors).toBe(before - 2);
     params.forEach((p) => p.dispose());
   });
 });

@@ -184,6 +184,8 @@ export class TextModel {
   readonly embedTokens: Param;
   readonly layers: DecoderLayer[];
   readonly norm: RMSNorm;
+  /** cos / sin [maxPositionEmbeddings, d]: built by buildRopeTables (the model does so when it is made), freed by disposeRopeTables. */
+  private rope: { cos: tf.Tensor2D; sin: tf.Tensor2D } | null = null;
 
   constructor(
     scope: ParamScope,
@@ -199,6 +201,18 @@ export class TextModel {
     this.norm = new RMSNorm(scope.child('norm'), cfg.hiddenSize, cfg.rmsNormEps);
   }
 
+  /**
+   * Builds the RoPE tables once (a no-op when built). Not in the constructor: a module tree built
+   * only to describe the model (params.ts buildModules) allocates no tensors.
+   */
+  buildRopeTables(): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    if (this.rope) return this.rope;
+    const { maxPositionEmbeddings: P, headDim, ropeTheta } = this.cfg;
+    const tables = ropeTables(P, headDim, ropeTheta);
+    this.rope = { cos: tf.keep(tf.tensor2d(tables.cos, [P, headDim])), sin: tf.keep(tf.tensor2d(tables.sin, [P, headDim])) };
+    return this.rope;
+  }
+
   /** Token embeddings, unscaled: ids [B, L] int32 → [B, L, T]. */
   embed(inputIds: tf.Tensor2D): tf.Tensor3D {
     return tf.gather(this.embedTokens.value, inputIds) as tf.Tensor3D;
@@ -210,12 +224,25 @@ export class TextModel {
     if (L > this.cfg.maxPositionEmbeddings) {
       throw new ShapeError(`sequence length ${L} exceeds max_position_embeddings ${this.cfg.maxPositionEmbeddings}`);
     }
-    const tables = ropeTables(L, this.cfg.headDim, this.cfg.ropeTheta);
-    const cos = tf.tensor2d(tables.cos, [L, this.cfg.headDim]);
-    const sin = tf.tensor2d(tables.sin, [L, this.cfg.headDim]);
+    const { cos, sin } = this.ropeFor(L);
     const bias = causalPaddingBias(attentionMask);
     let x = inputsEmbeds;
     for (const layer of this.layers) x = layer.apply(x, cos, sin, bias);
     return this.norm.apply(x) as tf.Tensor3D;
+  }
+
+  /**
+   * cos / sin [L, d] for positions 0…L−1. A position's angles do not depend on L, so the table
+   * for the longest allowed sequence serves every length as a slice (owned by the caller).
+   */
+  ropeFor(L: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+    const rope = this.buildRopeTables();
+    return { cos: tf.slice(rope.cos, [0, 0], [L, -1]), sin: tf.slice(rope.sin, [0, 0], [L, -1]) };
+  }
+
+  /** Frees the RoPE tables (the parameters belong to the model that built this one). */
+  disposeRopeTables(): void {
+    if (this.rope) tf.dispose([this.rope.cos, this.rope.sin]);
+    this.rope = null;
   }
 }

@@ -7,6 +7,7 @@ import {
   encodeBatch,
   encodePrompt,
   fieldText,
+  packTokenRows,
   promptTokenCounts,
   textTokenCount,
   truncateCodePoints,
@@ -135,7 +136,7 @@ describe('token counts', () => {
 describe('encodeBatch', () => {
   const items: PromptItem[] = [item, { title: 'Short' }, { title: 'A much longer title with many more words in it', features: ['one', 'two', 'three'] }];
 
-  it('right-pads with the pad id and masks real tokens only', () => {
+  it('right-pads with the pad id and records row lengths', () => {
     const cfg = tiny();
     const b = encodeBatch(tok, cfg, items);
     const rows = items.map((it) => encodePrompt(tok, cfg, it));
@@ -145,11 +146,9 @@ describe('encodeBatch', () => {
     expect(b.inputIds.length).toBe(3 * b.seqLen);
     rows.forEach((ids, r) => {
       const row = Array.from(b.inputIds.subarray(r * b.seqLen, (r + 1) * b.seqLen));
-      const mask = Array.from(b.attentionMask.subarray(r * b.seqLen, (r + 1) * b.seqLen));
       expect(b.lengths[r]).toBe(ids.length);
       expect(row.slice(0, ids.length)).toEqual(ids);
       expect(row.slice(ids.length).every((id) => id === cfg.text.padTokenId)).toBe(true);
-      expect(mask).toEqual([...Array(ids.length).fill(1), ...Array(b.seqLen - ids.length).fill(0)]);
       expect(row.filter((id) => id === IMAGE)).toHaveLength(N);
       // image positions: consecutive after <fake><global-img>, in order
       expect(Array.from(b.imagePositions.subarray(r * N, (r + 1) * N))).toEqual(Array.from({ length: N }, (_, k) => 2 + k));
@@ -181,6 +180,17 @@ describe('encodeBatch', () => {
     const cfg = tiny();
     cfg.text.vocabSize = 1000;
     expect(() => encodeBatch(tok, cfg, items)).toThrow(ConfigError);
+  });
+
+  it('packTokenRows: lengths and image positions of already tokenised rows; wrong counts are refused', () => {
+    const cfg = tiny();
+    const [I, PAD] = [cfg.imageTokenId, cfg.text.padTokenId];
+    const b = packTokenRows(cfg, [[7, I, 8, I], [I, I, 5]], { imageTokens: 2, seqLen: 5 });
+    expect([...b.inputIds]).toEqual([7, I, 8, I, PAD, I, I, 5, PAD, PAD]);
+    expect([...b.lengths]).toEqual([4, 3]);
+    expect([...b.imagePositions]).toEqual([1, 3, 0, 1]);
+    expect(() => packTokenRows(cfg, [[7, I, 8]], { imageTokens: 2 })).toThrow(DataError);
+    expect(() => packTokenRows(cfg, [[I, I, 8]], { imageTokens: 2, seqLen: 2 })).toThrow(ConfigError);
   });
 
   it('handles an empty batch', () => {

@@ -165,16 +165,47 @@ export interface EncodedBatch {
   seqLen: number;
   /** [B × seqLen] token ids, padding = cfg.text.padTokenId. */
   inputIds: Int32Array;
-  /** [B × seqLen] 1 for real tokens (image and text), 0 for padding. */
-  attentionMask: Int32Array;
-  /** [B] real tokens per row. */
+  /** [B] real tokens (image and text) per row; the rest of the row is padding. */
   lengths: Int32Array;
   /** [B × N] positions of the `<image>` tokens in each row, in order (k-th ← k-th image row). */
   imagePositions: Int32Array;
   imageTokensPerRow: number;
 }
 
-/** Encodes items into one batch; checks that every row holds exactly N `<image>` ids. */
+export interface PackOptions {
+  /** Row length after padding. Default: the longest row. */
+  seqLen?: number;
+  /** `<image>` tokens in every row. Default imageTokenCount(cfg). */
+  imageTokens?: number;
+}
+
+/**
+ * Right-pads token rows with cfg.text.padTokenId and records each row's length and the positions
+ * of its `<image>` tokens — what the model needs besides the ids, known here on the host.
+ */
+export function packTokenRows(cfg: ModelConfig, rows: readonly ArrayLike<number>[], options: PackOptions = {}): EncodedBatch {
+  const n = options.imageTokens ?? imageTokenCount(cfg);
+  const seqLen = options.seqLen ?? rows.reduce((m, ids) => Math.max(m, ids.length), 0);
+  const b = rows.length;
+  const inputIds = new Int32Array(b * seqLen).fill(cfg.text.padTokenId);
+  const lengths = new Int32Array(b);
+  const imagePositions = new Int32Array(b * n);
+  rows.forEach((ids, r) => {
+    if (ids.length > seqLen) throw new ConfigError(`row ${r} holds ${ids.length} tokens, more than the batch length ${seqLen}`);
+    let k = 0;
+    for (let t = 0; t < ids.length; t++) {
+      if (ids[t] !== cfg.imageTokenId) continue;
+      if (k < n) imagePositions[r * n + k] = t;
+      k++;
+    }
+    if (k !== n) throw new DataError(`row ${r} holds ${k} ${IMAGE_TOKEN} tokens, expected ${n}`);
+    inputIds.set(ids, r * seqLen);
+    lengths[r] = ids.length;
+  });
+  return { batchSize: b, seqLen, inputIds, lengths, imagePositions, imageTokensPerRow: n };
+}
+
+/** Encodes items into one batch (packTokenRows); longer rows than maxLength lose tokens from the end. */
 export function encodeBatch(tokenizer: TextTokenizer, cfg: ModelConfig, items: readonly PromptItem[], options: EncodeBatchOptions = {}): EncodedBatch {
   const n = imageTokenCount(cfg);
   const imageId = tokenizer.tokenId(IMAGE_TOKEN);
@@ -192,33 +223,13 @@ export function encodeBatch(tokenizer: TextTokenizer, cfg: ModelConfig, items: r
     throw new ConfigError(`encodeBatch: maxLength ${maxLength} exceeds max_position_embeddings ${cfg.text.maxPositionEmbeddings}`);
   }
 
-  const rows = items.map((item) => encodePrompt(tokenizer, cfg, item));
-  const b = rows.length;
-  const imagePositions = new Int32Array(b * n);
-  const lengths = new Int32Array(b);
-  rows.forEach((ids, r) => {
-    const truncated = ids.length > maxLength;
-    if (truncated) ids.length = maxLength;
-    let k = 0;
-    for (let t = 0; t < ids.length; t++) {
-      if (ids[t] !== imageId) continue;
-      if (k < n) imagePositions[r * n + k] = t;
-      k++;
-    }
-    if (k !== n) {
-      const msg = `encodeBatch: row ${r} holds ${k} ${IMAGE_TOKEN} tokens, expected ${n}`;
-      if (truncated && k < n) throw new ConfigError(`${msg}: maxLength ${maxLength} cuts the image block`);
-      throw new DataError(msg);
-    }
-    lengths[r] = ids.length;
+  const rows = items.map((item, r) => {
+    const ids = encodePrompt(tokenizer, cfg, item);
+    if (ids.length <= maxLength) return ids;
+    const cut = ids.slice(0, maxLength);
+    const kept = cut.filter((id) => id === imageId).length;
+    if (kept < n) throw new ConfigError(`encodeBatch: row ${r} keeps ${kept} of ${n} ${IMAGE_TOKEN} tokens: maxLength ${maxLength} cuts the image block`);
+    return cut;
   });
-  const longest = rows.reduce((m, ids) => Math.max(m, ids.length), 0);
-  const seqLen = options.padToMaxLength ? maxLength : longest;
-  const inputIds = new Int32Array(b * seqLen).fill(pad);
-  const attentionMask = new Int32Array(b * seqLen);
-  rows.forEach((ids, r) => {
-    inputIds.set(ids, r * seqLen);
-    attentionMask.fill(1, r * seqLen, r * seqLen + ids.length);
-  });
-  return { batchSize: b, seqLen, inputIds, attentionMask, lengths, imagePositions, imageTokensPerRow: n };
+  return packTokenRows(cfg, rows, { seqLen: options.padToMaxLength ? maxLength : undefined, imageTokens: n });
 }

@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { presetConfig } from './config.js';
 import { initParameter, initStateDict } from './init.js';
 import { totalParameters, expectedParameters } from './params.js';
-import { imageMergeIndex, mergeImageFeatures, SmolVLMRegressor, type RegressorInputs } from './smolvlm.js';
+import { packTokenRows } from './prompt.js';
+import { imageMergeIndex, mergeImageFeatures, SmolVLMRegressor, type RegressorInputs, type TokenBatch } from './smolvlm.js';
 import type { StateDict } from './state-dict.js';
 
 const cfg = presetConfig('tiny');
@@ -17,12 +18,8 @@ const N = 36;
 const BLOCK = [FAKE, GLOBAL, ...new Array<number>(N).fill(IMAGE), FAKE];
 
 /** Right-padded batch of token rows (each prefixed with the image block). */
-function batch(texts: number[][], length?: number): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D } {
-  const rows = texts.map((t) => [...BLOCK, ...t]);
-  const L = length ?? Math.max(...rows.map((r) => r.length));
-  const ids = rows.flatMap((r) => [...r, ...new Array<number>(L - r.length).fill(PAD)]);
-  const mask = rows.flatMap((r) => [...new Array<number>(r.length).fill(1), ...new Array<number>(L - r.length).fill(0)]);
-  return { inputIds: tf.tensor2d(ids, [rows.length, L], 'int32'), attentionMask: tf.tensor2d(mask, [rows.length, L], 'int32') };
+function batch(texts: number[][], length?: number): TokenBatch {
+  return packTokenRows(cfg, texts.map((t) => [...BLOCK, ...t]), { seqLen: length, imageTokens: N });
 }
 
 function features(b: number, seed: number): tf.Tensor3D {
@@ -59,64 +56,65 @@ afterAll(() => {
 });
 
 describe('image merge', () => {
-  it('maps the k-th <image> token of each row to image row b·N + k', () => {
+  it('maps the k-th image position of each row to image row b·N + k', () => {
     // B=2, L=5, N=2, image id 9
-    const ids = Int32Array.from([1, 9, 9, 4, 5, 9, 3, 9, 0, 0]);
-    expect([...imageMergeIndex(ids, 2, 5, 2, 9)]).toEqual([0, 10, 11, 3, 4, 12, 6, 13, 8, 9]);
-    expect(() => imageMergeIndex(Int32Array.from([9, 9, 9, 1, 1, 9, 9, 1, 1, 1]), 2, 5, 2, 9)).toThrow(ShapeError);
-    const merged = tf.tidy(() =>
-      mergeImageFeatures(tf.tensor3d([[[1], [2], [3]]]), tf.tensor3d([[[70], [80]]]), imageMergeIndex(Int32Array.from([9, 5, 9]), 1, 3, 2, 9)).arraySync(),
-    );
+    const tokens = { batchSize: 2, seqLen: 5, inputIds: Int32Array.of(1, 9, 9, 4, 5, 9, 3, 9, 0, 0), lengths: Int32Array.of(5, 4), imagePositions: Int32Array.of(1, 2, 0, 2) };
+    expect([...imageMergeIndex(tokens, 9)]).toEqual([0, 10, 11, 3, 4, 12, 6, 13, 8, 9]);
+    // out of order; not an <image> id; past the row's length
+    for (const [positions, lengths] of [[[2, 1, 0, 2], [5, 4]], [[1, 2, 0, 1], [5, 4]], [[1, 2, 0, 2], [5, 2]]]) {
+      expect(() => imageMergeIndex({ ...tokens, imagePositions: Int32Array.from(positions), lengths: Int32Array.from(lengths) }, 9)).toThrow(ShapeError);
+    }
+    const one = { batchSize: 1, seqLen: 3, inputIds: Int32Array.of(9, 5, 9), lengths: Int32Array.of(3), imagePositions: Int32Array.of(0, 2) };
+    const merged = tf.tidy(() => mergeImageFeatures(tf.tensor3d([[[1], [2], [3]]]), tf.tensor3d([[[70], [80]]]), imageMergeIndex(one, 9)).arraySync());
     expect(merged).toEqual([[[70], [2], [80]]]);
   });
 
   it('replaces exactly the k-th <image> embedding by the k-th image row', () => {
-    const { inputIds, attentionMask } = batch([TEXT_A, TEXT_B]);
+    const tokens = batch([TEXT_A, TEXT_B]);
     const changed = tf.tidy(() => {
       const delta = tf.buffer([2, N, 64]);
       for (let d = 0; d < 64; d++) delta.set(1, 1, 10, d); // row 1, image row k = 10
       return tf.add(feats2, delta.toTensor()) as tf.Tensor3D;
     });
-    const h0 = model.lastHiddenState({ imageFeatures: feats2, inputIds, attentionMask });
-    const h1 = model.lastHiddenState({ imageFeatures: changed, inputIds, attentionMask });
+    const h0 = model.lastHiddenState({ imageFeatures: feats2, tokens });
+    const h1 = model.lastHiddenState({ imageFeatures: changed, tokens });
     const [a, b] = [h0.arraySync(), h1.arraySync()];
     const pos = 2 + 10; // after <fake> <global-img>
     for (let t = 0; t < pos; t++) expect(maxAbsDiff(a[1][t], b[1][t])).toBe(0);
     expect(maxAbsDiff(a[1][pos], b[1][pos])).toBeGreaterThan(1e-3);
     for (let t = 0; t < a[0].length; t++) expect(maxAbsDiff(a[0][t], b[0][t])).toBe(0); // other row untouched
-    tf.dispose([inputIds, attentionMask, changed, h0, h1]);
+    tf.dispose([changed, h0, h1]);
   });
 
-  it('rejects rows whose <image> count differs from the image rows given', () => {
-    const ids = tf.tensor2d([[...BLOCK.slice(0, -2), FAKE, 5]], undefined, 'int32'); // 35 image tokens
-    const mask = tf.onesLike(ids) as tf.Tensor2D;
-    const f = features(1, 1);
-    expect(() => model.forward({ imageFeatures: f, inputIds: ids, attentionMask: mask })).toThrow(/holds 35 <image> tokens/);
-    expect(() => model.forward({ inputIds: ids, attentionMask: mask })).toThrow(ShapeError); // no images, yet image tokens
-    tf.dispose([ids, mask, f]);
+  it('rejects a batch whose image positions differ from the image rows given', () => {
+    const tokens = batch([TEXT_A]);
+    const f35 = tf.tidy(() => tf.slice(features(1, 1), [0, 0, 0], [1, N - 1, 64]) as tf.Tensor3D);
+    expect(() => model.forward({ imageFeatures: f35, tokens })).toThrow(/36 <image> positions for 1 rows, but 35 image rows/);
+    expect(() => model.forward({ tokens })).toThrow(ShapeError); // no images, yet image positions
+    f35.dispose();
   });
 });
 
 describe('SmolVLMRegressor forward (tiny)', () => {
   it('encodes a 384² image to 36 rows and gives the same result from pixels as from cached features', () => {
     const pixels = tf.tidy(() => tf.randomUniform([1, 384, 384, 3], -1, 1, 'float32', 3) as tf.Tensor4D);
-    const { inputIds, attentionMask } = batch([TEXT_A]);
+    const tokens = batch([TEXT_A]);
     const before = tf.memory().numTensors;
     const encoded = model.encodeImages(pixels);
     expect(encoded.shape).toEqual([1, 36, 64]);
-    const fromFeatures = model.forward({ imageFeatures: encoded, inputIds, attentionMask });
-    const fromPixels = model.forward({ pixels, inputIds, attentionMask });
+    const fromFeatures = model.forward({ imageFeatures: encoded, tokens });
+    const fromPixels = model.forward({ pixels, tokens });
     expect(fromPixels.pooled.dataSync()).toEqual(fromFeatures.pooled.dataSync());
     expect(fromPixels.rating.dataSync()).toEqual(fromFeatures.rating.dataSync());
     tf.dispose([encoded, fromFeatures.pooled, fromFeatures.logit, fromFeatures.rating, fromPixels.pooled, fromPixels.logit, fromPixels.rating]);
     expect(tf.memory().numTensors).toBe(before);
-    tf.dispose([pixels, inputIds, attentionMask]);
+    tf.dispose([pixels]);
   });
 
   it('gives pooled [B, 64], logit [B], rating [B] = 1 + 4·sigmoid(logit) in (1, 5), without leaking', () => {
-    const { inputIds, attentionMask } = batch([TEXT_A, TEXT_B]);
+    const tokens = batch([TEXT_A, TEXT_B]);
     const before = tf.memory().numTensors;
-    const out = model.forward({ imageFeatures: feats2, inputIds, attentionMask });
+    const out = model.forward({ imageFeatures: feats2, tokens });
     expect(out.pooled.shape).toEqual([2, 64]);
     expect(out.logit.shape).toEqual([2]);
     expect(out.rating.shape).toEqual([2]);
@@ -127,57 +125,55 @@ describe('SmolVLMRegressor forward (tiny)', () => {
       expect(r).toBeLessThan(5);
       expect(r).toBeCloseTo(1 + 4 / (1 + Math.exp(-logit[i])), 6);
     });
-    const hidden = model.lastHiddenState({ imageFeatures: feats2, inputIds, attentionMask });
+    const hidden = model.lastHiddenState({ imageFeatures: feats2, tokens });
     expect(hidden.shape).toEqual([2, BLOCK.length + TEXT_B.length, 64]);
     tf.dispose([out.pooled, out.logit, out.rating, hidden]);
     expect(tf.memory().numTensors).toBe(before);
-    tf.dispose([inputIds, attentionMask]);
-  });
+      });
 
   it('ignores padding: appended pad tokens and batching with a longer row leave the output unchanged', () => {
     const f1 = tf.tidy(() => tf.slice(feats2, [0, 0, 0], [1, N, 64]) as tf.Tensor3D);
     const run = (inputs: RegressorInputs, row = 0) => {
       const out = model.forward(inputs);
       const res = { pooled: out.pooled.arraySync()[row], rating: out.rating.arraySync()[row] };
-      tf.dispose([out.pooled, out.logit, out.rating, inputs.inputIds, inputs.attentionMask]);
+      tf.dispose([out.pooled, out.logit, out.rating]);
       return res;
     };
-    const alone = run({ imageFeatures: f1, ...batch([TEXT_A]) });
-    const padded = run({ imageFeatures: f1, ...batch([TEXT_A], BLOCK.length + TEXT_A.length + 5) });
-    const batched = run({ imageFeatures: feats2, ...batch([TEXT_A, TEXT_B]) });
+    const alone = run({ imageFeatures: f1, tokens: batch([TEXT_A]) });
+    const padded = run({ imageFeatures: f1, tokens: batch([TEXT_A], BLOCK.length + TEXT_A.length + 5) });
+    const batched = run({ imageFeatures: feats2, tokens: batch([TEXT_A, TEXT_B]) });
     expect(maxAbsDiff(padded.pooled, alone.pooled)).toBeLessThan(1e-6);
     expect(maxAbsDiff(batched.pooled, alone.pooled)).toBeLessThan(1e-6);
     expect(Math.abs(padded.rating - alone.rating)).toBeLessThan(1e-6);
     expect(Math.abs(batched.rating - alone.rating)).toBeLessThan(1e-6);
     // ...while treating the same pad ids as real tokens does change it.
-    const ids = tf.tensor2d([[...BLOCK, ...TEXT_A, PAD, PAD]], undefined, 'int32');
-    const unmasked = run({ imageFeatures: f1, inputIds: ids, attentionMask: tf.onesLike(ids) as tf.Tensor2D });
+    const unmasked = run({ imageFeatures: f1, tokens: packTokenRows(cfg, [[...BLOCK, ...TEXT_A, PAD, PAD]], { imageTokens: N }) });
     expect(maxAbsDiff(unmasked.pooled, alone.pooled)).toBeGreaterThan(1e-4);
     f1.dispose();
   });
 
   it('validates its inputs', () => {
-    const { inputIds, attentionMask } = batch([TEXT_A, TEXT_B]);
-    const floatIds = tf.cast(inputIds, 'float32') as tf.Tensor2D;
-    expect(() => model.forward({ imageFeatures: feats2, inputIds: floatIds, attentionMask })).toThrow(ShapeError);
-    const leftPadded = tf.tensor2d([[0, ...new Array<number>(BLOCK.length + TEXT_A.length).fill(1)]], undefined, 'int32');
-    const ids1 = tf.tensor2d([[PAD, ...BLOCK, ...TEXT_A]], undefined, 'int32');
+    const tokens = batch([TEXT_A, TEXT_B]);
+    expect(() => model.forward({ imageFeatures: feats2, tokens: { ...tokens, seqLen: tokens.seqLen + 1 } })).toThrow(ShapeError);
+    for (const lengths of [[0, tokens.seqLen], [tokens.seqLen + 1, tokens.seqLen]]) {
+      expect(() => model.forward({ imageFeatures: feats2, tokens: { ...tokens, lengths: Int32Array.from(lengths) } })).toThrow(DataError);
+    }
+    const shifted = tokens.imagePositions.map((t) => t + 1);
+    expect(() => model.forward({ imageFeatures: feats2, tokens: { ...tokens, imagePositions: shifted } })).toThrow(ShapeError);
     const f1 = features(1, 3);
-    expect(() => model.forward({ imageFeatures: f1, inputIds: ids1, attentionMask: leftPadded })).toThrow(DataError);
-    const outOfRange = tf.tensor2d([[...BLOCK, 5000]], undefined, 'int32');
-    expect(() => model.forward({ imageFeatures: f1, inputIds: outOfRange, attentionMask: tf.onesLike(outOfRange) as tf.Tensor2D })).toThrow(DataError);
+    expect(() => model.forward({ imageFeatures: f1, tokens: packTokenRows(cfg, [[...BLOCK, 5000]], { imageTokens: N }) })).toThrow(DataError);
     const px = tf.zeros([2, 384, 384, 3]) as tf.Tensor4D;
-    expect(() => model.forward({ imageFeatures: feats2, pixels: px, inputIds, attentionMask })).toThrow(ShapeError);
+    expect(() => model.forward({ imageFeatures: feats2, pixels: px, tokens })).toThrow(ShapeError);
     const wrongWidth = tf.zeros([2, N, 32]) as tf.Tensor3D;
-    expect(() => model.forward({ imageFeatures: wrongWidth, inputIds, attentionMask })).toThrow(ShapeError);
-    tf.dispose([inputIds, attentionMask, floatIds, leftPadded, ids1, f1, outOfRange, px, wrongWidth]);
+    expect(() => model.forward({ imageFeatures: wrongWidth, tokens })).toThrow(ShapeError);
+    tf.dispose([f1, px, wrongWidth]);
   });
 });
 
 describe('dropout', () => {
   it('is off in eval (head math by hand), seeded and reproducible in training', () => {
-    const { inputIds, attentionMask } = batch([TEXT_A, TEXT_B]);
-    const inputs = { imageFeatures: feats2, inputIds, attentionMask };
+    const tokens = batch([TEXT_A, TEXT_B]);
+    const inputs = { imageFeatures: feats2, tokens };
     const ratings = (opts: { training?: boolean; dropoutSeed?: number | number[] }) => {
       const out = model.forward(inputs, opts);
       const r = [...out.rating.dataSync()];
@@ -206,8 +202,7 @@ describe('dropout', () => {
     const swapped = ratings({ training: true, dropoutSeed: [21, 99] });
     expect(swapped.r[0]).toBe(perRow.r[0]);
     expect(swapped.r[1]).not.toBe(perRow.r[1]);
-    tf.dispose([inputIds, attentionMask]);
-  });
+      });
 });
 
 describe('state dict', () => {
@@ -300,8 +295,8 @@ describe('training', () => {
   });
 
   it('computes the MSE and its gradients for the trainable variables only, without leaking', () => {
-    const { inputIds, attentionMask } = batch([TEXT_A, TEXT_B]);
-    const inputs = { imageFeatures: feats2, inputIds, attentionMask };
+    const tokens = batch([TEXT_A, TEXT_B]);
+    const inputs = { imageFeatures: feats2, tokens };
     const targets = tf.tensor1d([4.5, 1.5]);
     const before = tf.memory().numTensors;
     const { loss, grads } = model.lossAndGrads(inputs, targets, { dropoutSeed: 3 });
@@ -332,13 +327,14 @@ describe('training', () => {
     expect(gBias).toBeCloseTo(numeric, 3);
     tf.dispose([...grads.values()]);
     expect(tf.memory().numTensors).toBe(before);
-    tf.dispose([inputIds, attentionMask, targets]);
+    tf.dispose([targets]);
   });
 
   it('decreases the loss over a few SGD steps on a fixed batch; save/load then reproduces outputs bit for bit', () => {
+    const start = tf.memory().numTensors;
     const m = SmolVLMRegressor.fromSeed(cfg, 11);
-    const { inputIds, attentionMask } = batch([TEXT_A, TEXT_B]);
-    const inputs = { imageFeatures: feats2, inputIds, attentionMask };
+    const tokens = batch([TEXT_A, TEXT_B]);
+    const inputs = { imageFeatures: feats2, tokens };
     const targets = tf.tensor1d([4.8, 1.3]);
     const vars = new Map(m.trainableVariables().map((v) => [v.name, v.variable]));
     const before = tf.memory().numTensors;
@@ -360,8 +356,9 @@ describe('training', () => {
     const b = copy.forward(inputs);
     expect(sameBits(b.pooled.dataSync() as Float32Array, a.pooled.dataSync() as Float32Array)).toBe(true);
     expect(sameBits(b.rating.dataSync() as Float32Array, a.rating.dataSync() as Float32Array)).toBe(true);
-    tf.dispose([a.pooled, a.logit, a.rating, b.pooled, b.logit, b.rating, inputIds, attentionMask, targets]);
+    tf.dispose([a.pooled, a.logit, a.rating, b.pooled, b.logit, b.rating, targets]);
     copy.dispose();
     m.dispose();
+    expect(tf.memory().numTensors).toBe(start); // dispose frees the parameters and the RoPE tables
   });
 });

@@ -12,23 +12,29 @@ import { CheckpointError, ConfigError, createLogger, DataError, ShapeError, type
 import type { ModelConfig } from './config.js';
 import type { Connector } from './connector.js';
 import type { TextModel } from './decoder.js';
-import { registerModelGradients } from './gradients.js';
+import { registerModelGradients } from './gradients/index.js';
 import { dropoutMask, maskedMeanPool, type RegressionHead } from './head.js';
 import { initParameter, initStateDict } from './init.js';
 import type { Param } from './layers.js';
 import { buildModules, HEAD_PREFIX, LM_HEAD_NAME } from './params.js';
+import type { EncodedBatch } from './prompt.js';
 import { formatShape, sameShape, shapeSize, type StateDict } from './state-dict.js';
 import type { VisionTransformer } from './vision.js';
+
+/** The token side of a batch, host arrays as encodeBatch / packTokenRows (prompt.ts) give them. */
+export type TokenBatch = Pick<EncodedBatch, 'batchSize' | 'seqLen' | 'inputIds' | 'lengths' | 'imagePositions'>;
 
 export interface RegressorInputs {
   /** Projected image features [B, N, D_text] from `encodeImages` (e.g. a feature cache). */
   imageFeatures?: tf.Tensor3D;
   /** Normalised pixels [B, S, S, 3] (x/127.5 − 1), encoded in the same call. Exclusive with imageFeatures. */
   pixels?: tf.Tensor4D;
-  /** Token ids [B, L], int32; each row holds exactly N `<image>` tokens (N = image rows per item). */
-  inputIds: tf.Tensor2D;
-  /** [B, L]: 1 for tokens (image and text), 0 for right padding. */
-  attentionMask: tf.Tensor2D;
+  /**
+   * Right-padded ids with each row's length and the positions of its N `<image>` tokens
+   * (N = image rows per item). The host knows them from tokenising, so the model never reads
+   * ids or mask back from the device.
+   */
+  tokens: TokenBatch;
 }
 
 export interface ForwardOptions {
@@ -82,6 +88,8 @@ export interface LossAndGrads {
 interface InputPlan {
   batch: number;
   seqLen: number;
+  /** [B·L] 1 for the first lengths[b] positions of row b, 0 for the padding after them. */
+  attentionMask: Int32Array;
   /** Gather index into [token embeddings (B·L rows); image rows (B·N rows)], or null without images. */
   mergeIndex: Int32Array | null;
 }
@@ -89,24 +97,21 @@ interface InputPlan {
 /**
  * Row indices that merge image features into token embeddings: with the token embeddings
  * flattened to B·L rows followed by the image features flattened to B·N rows, position (b, t)
- * takes row B·L + b·N + k if it is the k-th `<image>` token of row b, else its own row b·L + t.
- * Every row must hold exactly N image tokens.
+ * takes row B·L + b·N + k if t is the k-th image position of row b, else its own row b·L + t.
+ * Image positions must increase along a row, lie inside it and hold `<image>` ids.
  */
-export function imageMergeIndex(ids: Int32Array, batch: number, seqLen: number, imageRows: number, imageTokenId: number): Int32Array {
-  const index = new Int32Array(batch * seqLen);
-  for (let b = 0; b < batch; b++) {
-    let k = 0;
-    for (let t = 0; t < seqLen; t++) {
-      const flat = b * seqLen + t;
-      if (ids[flat] === imageTokenId) {
-        if (k < imageRows) index[flat] = batch * seqLen + b * imageRows + k;
-        k++;
-      } else {
-        index[flat] = flat;
+export function imageMergeIndex(tokens: TokenBatch, imageTokenId: number): Int32Array {
+  const { batchSize: B, seqLen: L, inputIds, lengths, imagePositions } = tokens;
+  const N = B > 0 ? imagePositions.length / B : 0;
+  const index = Int32Array.from({ length: B * L }, (_, flat) => flat);
+  for (let b = 0; b < B; b++) {
+    for (let k = 0; k < N; k++) {
+      const t = imagePositions[b * N + k];
+      const after = k === 0 ? 0 : imagePositions[b * N + k - 1] + 1;
+      if (t < after || t >= lengths[b] || inputIds[b * L + t] !== imageTokenId) {
+        throw new ShapeError(`row ${b}: image position ${k} is ${t}, not an <image> token (id ${imageTokenId}) in [${after}, ${lengths[b]})`);
       }
-    }
-    if (k !== imageRows) {
-      throw new ShapeError(`row ${b} holds ${k} <image> tokens (id ${imageTokenId}) but ${imageRows} image rows are given`);
+      index[b * L + t] = B * L + b * N + k;
     }
   }
   return index;
@@ -138,6 +143,7 @@ export class SmolVLMRegressor {
   private constructor(readonly config: ModelConfig) {
     ({ visionModel: this.visionModel, connector: this.connector, textModel: this.textModel, regressionHead: this.regressionHead, params: this.params } = buildModules(config));
     this.byName = new Map(this.params.map((p) => [p.name, p]));
+    this.textModel.buildRopeTables();
   }
 
   /** A model with seeded random weights (init.ts). */
@@ -251,7 +257,7 @@ export class SmolVLMRegressor {
   /** Final-norm decoder hidden states [B, L, D_text] (eval mode). */
   lastHiddenState(inputs: RegressorInputs): tf.Tensor3D {
     const plan = this.plan(inputs);
-    return tf.tidy(() => this.hiddenStates(inputs, plan));
+    return tf.tidy(() => this.hiddenStates(inputs, plan).hidden);
   }
 
   /**
@@ -282,17 +288,15 @@ export class SmolVLMRegressor {
 
   dispose(): void {
     for (const p of this.params) p.dispose();
+    this.textModel.disposeRopeTables();
   }
 
-  /** Host-side checks of the batch and the image-merge index (ids and mask are small and host-resident). */
+  /** Host-side checks of the batch, its mask and the image-merge index: no device reads. */
   private plan(inputs: RegressorInputs): InputPlan {
-    const { inputIds, attentionMask, imageFeatures, pixels } = inputs;
-    if (inputIds.rank !== 2 || inputIds.dtype !== 'int32') {
-      throw new ShapeError(`inputIds: expected an int32 [B, L] tensor, got ${inputIds.dtype} [${inputIds.shape.join(', ')}]`);
-    }
-    const [B, L] = inputIds.shape;
-    if (!sameShape(attentionMask.shape, inputIds.shape)) {
-      throw new ShapeError(`attentionMask: expected [${B}, ${L}] like inputIds, got [${attentionMask.shape.join(', ')}]`);
+    const { tokens, imageFeatures, pixels } = inputs;
+    const { batchSize: B, seqLen: L, inputIds, lengths, imagePositions } = tokens;
+    if (inputIds.length !== B * L || lengths.length !== B) {
+      throw new ShapeError(`tokens: ${inputIds.length} ids and ${lengths.length} lengths for [${B}, ${L}]`);
     }
     if (imageFeatures && pixels) throw new ShapeError('give either imageFeatures or pixels, not both');
 
@@ -312,27 +316,23 @@ export class SmolVLMRegressor {
       }
       imageRows = (h / patchSize / s) ** 2;
     }
+    // Also without images: then the rows may hold no image positions.
+    if (imagePositions.length !== B * imageRows) {
+      throw new ShapeError(`tokens: ${imagePositions.length} <image> positions for ${B} rows, but ${imageRows} image rows per row are given`);
+    }
 
-    const ids = inputIds.dataSync() as Int32Array;
     const { vocabSize } = this.config.text;
-    for (let i = 0; i < ids.length; i++) {
-      if (ids[i] < 0 || ids[i] >= vocabSize) throw new DataError(`inputIds: token id ${ids[i]} at [${Math.floor(i / L)}, ${i % L}] is outside [0, ${vocabSize})`);
+    for (let i = 0; i < inputIds.length; i++) {
+      if (inputIds[i] < 0 || inputIds[i] >= vocabSize) throw new DataError(`inputIds: token id ${inputIds[i]} at [${Math.floor(i / L)}, ${i % L}] is outside [0, ${vocabSize})`);
     }
-    const mask = attentionMask.dataSync();
+    // Positions run 0…L−1 over the row, so padding is on the right (docs/reference/model.md step 9).
+    const attentionMask = new Int32Array(B * L);
     for (let b = 0; b < B; b++) {
-      let tokens = 0;
-      for (let t = 0; t < L; t++) {
-        const m = mask[b * L + t];
-        if (m !== 0 && m !== 1) throw new DataError(`attentionMask[${b}, ${t}] = ${m}: expected 0 or 1`);
-        // Positions run 0…L−1 over the row, so padding must be on the right (docs/reference/model.md step 9).
-        if (m === 1 && tokens !== t) throw new DataError(`attentionMask row ${b} is not right-padded (token after padding at ${t})`);
-        tokens += m;
-      }
-      if (tokens === 0) throw new DataError(`attentionMask row ${b} has no tokens`);
+      if (!(lengths[b] >= 1 && lengths[b] <= L)) throw new DataError(`tokens: row ${b} has length ${lengths[b]}, expected 1…${L}`);
+      attentionMask.fill(1, b * L, b * L + lengths[b]);
     }
-    // Also run without images: then no row may hold an <image> token.
-    const mergeIndex = imageMergeIndex(ids, B, L, imageRows, this.config.imageTokenId);
-    return { batch: B, seqLen: L, mergeIndex: imageRows > 0 ? mergeIndex : null };
+    const mergeIndex = imageRows > 0 ? imageMergeIndex(tokens, this.config.imageTokenId) : null;
+    return { batch: B, seqLen: L, attentionMask, mergeIndex };
   }
 
   private dropoutFor(plan: InputPlan, options: ForwardOptions): Float32Array | null {
@@ -342,16 +342,19 @@ export class SmolVLMRegressor {
     return dropoutMask(options.dropoutSeed, plan.batch, this.regressionHead.hidden, rate);
   }
 
-  private hiddenStates(inputs: RegressorInputs, plan: InputPlan): tf.Tensor3D {
-    const tokenEmbeds = this.textModel.embed(inputs.inputIds); // [B, L, D], no scaling
+  /** Final-norm hidden states [B, L, D] and the mask [B, L] they were computed with. */
+  private hiddenStates(inputs: RegressorInputs, plan: InputPlan): { hidden: tf.Tensor3D; mask: tf.Tensor2D } {
+    const shape: [number, number] = [plan.batch, plan.seqLen];
+    const mask = tf.tensor2d(plan.attentionMask, shape, 'int32');
+    const tokenEmbeds = this.textModel.embed(tf.tensor2d(inputs.tokens.inputIds, shape, 'int32')); // [B, L, D], no scaling
     const features = inputs.imageFeatures ?? (inputs.pixels ? this.connector.apply(this.visionModel.apply(inputs.pixels)) : null);
     const embeds = features && plan.mergeIndex ? mergeImageFeatures(tokenEmbeds, features, plan.mergeIndex) : tokenEmbeds;
-    return this.textModel.apply(embeds, inputs.attentionMask);
+    return { hidden: this.textModel.apply(embeds, mask), mask };
   }
 
   private run(inputs: RegressorInputs, plan: InputPlan, dropout: Float32Array | null): RegressorOutput {
-    const hidden = this.hiddenStates(inputs, plan); // [B, L, D]
-    const pooled = maskedMeanPool(hidden, inputs.attentionMask); // [B, D]
+    const { hidden, mask } = this.hiddenStates(inputs, plan); // [B, L, D], [B, L]
+    const pooled = maskedMeanPool(hidden, mask); // [B, D]
     const scale = dropout ? tf.tensor2d(dropout, [plan.batch, this.regressionHead.hidden]) : undefined;
     const { logit, rating } = this.regressionHead.apply(pooled, scale);
     return { pooled, logit, rating };

@@ -1,12 +1,7 @@
 /**
- * Fixes to the WebAssembly backend (tfjs-backend-wasm 4.22) that training needs, found by the
- * forward + backward probe in wasm-kernels.spec.ts (the ops a Llama / SigLIP model uses, on
- * wasm against cpu, for float32, int32 and bool).
+ * Fixes to the WebAssembly backend (tfjs-backend-wasm 4.22) that training needs, found by
+ * running the model's ops on wasm against cpu for float32, int32 and bool (wasm-kernels.spec.ts).
  *
- * Missing kernels, added:
- *  - UnsortedSegmentSum: the gradient of gather, i.e. of the token-embedding lookup.
- *  - Conv2DBackpropFilter: the filter gradient of conv2d (the patch embedding; frozen in
- *    smolrate's recipe, but a full fine-tune or a gradient check goes through it).
  * Slow products, rerouted: batched and transposed BatchMatMul calls (wasm-matmul.ts).
  * Wrong results, patched (float32 paths are left to the original kernels):
  *  - Cast to bool copies values (`Uint8Array.set`): 2 → 2, 0.5 → 0, −1 → 255. Now x ≠ 0.
@@ -16,91 +11,12 @@
  * results written into memory from `makeOutput`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { conv2dFilterGradInto, segmentSumInto, stridedGatherInto, type ConvGeometry } from './kernel-loops.js';
+import { stridedGatherInto } from './kernel-loops.js';
 import { fastBatchMatMulConfig } from './wasm-matmul.js';
 
 type HeapArray = Float32Array | Int32Array | Uint8Array;
-
-type Conv2DAttrs = {
-  strides: number | [number, number];
-  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
-  filterShape: [number, number, number, number];
-};
-
-/** Conv geometry of x ⋆ filter, with tfjs's own padding and output-size rules. */
-function convGeometry(xShape: number[], attrs: Conv2DAttrs): ConvGeometry {
-  const info = tf.backend_util.computeConv2DInfo(
-    xShape as [number, number, number, number],
-    attrs.filterShape,
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-    false,
-    tf.backend_util.convertConv2DDataFormat(attrs.dataFormat),
-  );
-  return {
-    batchSize: info.batchSize,
-    inHeight: info.inHeight,
-    inWidth: info.inWidth,
-    inChannels: info.inChannels,
-    outHeight: info.outHeight,
-    outWidth: info.outWidth,
-    outChannels: info.outChannels,
-    filterHeight: info.filterHeight,
-    filterWidth: info.filterWidth,
-    strideHeight: info.strideHeight,
-    strideWidth: info.strideWidth,
-    padTop: info.padInfo.top,
-    padLeft: info.padInfo.left,
-    channelsLast: info.dataFormat === 'channelsLast',
-  };
-}
-
-/**
- * Shapes of a segment sum: the ids' shape must be a prefix of x's (TF's rule); each id selects a
- * row of `inner` values and the output is [numSegments, ...x.shape after that prefix].
- */
-export function segmentSumShapes(xShape: number[], idsShape: number[], numSegments: number): { inner: number; outShape: number[] } {
-  if (idsShape.length > xShape.length || idsShape.some((d, i) => d !== xShape[i])) {
-    throw new Error(`unsortedSegmentSum: segmentIds shape [${idsShape}] must be a prefix of x shape [${xShape}]`);
-  }
-  const rest = xShape.slice(idsShape.length);
-  return { inner: rest.reduce((p, c) => p * c, 1), outShape: [numSegments, ...rest] };
-}
-
-const wasmUnsortedSegmentSum: KernelFunc = ({ inputs, backend, attrs }) => {
-  const wasm = backend as BackendWasm;
-  const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
-  const { numSegments } = attrs as unknown as { numSegments: number };
-  const { inner, outShape } = segmentSumShapes(x.shape, segmentIds.shape, numSegments);
-  const out = wasm.makeOutput(outShape, x.dtype);
-  // Views only after makeOutput: its malloc may grow the heap and detach older views.
-  const outView = wasm.typedArrayFromHeap(out) as Float32Array | Int32Array;
-  outView.fill(0);
-  segmentSumInto(outView, wasm.typedArrayFromHeap(x) as Float32Array | Int32Array, wasm.typedArrayFromHeap(segmentIds) as Int32Array, inner, numSegments);
-  return out;
-};
-
-const wasmConv2DBackpropFilter: KernelFunc = ({ inputs, backend, attrs }) => {
-  const wasm = backend as BackendWasm;
-  const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
-  const a = attrs as unknown as Conv2DAttrs;
-  const acc = new Float64Array(a.filterShape.reduce((p, c) => p * c, 1));
-  conv2dFilterGradInto(acc, wasm.typedArrayFromHeap(x) as Float32Array, wasm.typedArrayFromHeap(dy) as Float32Array, convGeometry(x.shape, a));
-  const out = wasm.makeOutput(a.filterShape, 'float32');
-  (wasm.typedArrayFromHeap(out) as Float32Array).set(acc);
-  return out;
-};
-
-export const WASM_KERNELS: readonly KernelConfig[] = [
-  { kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: wasmUnsortedSegmentSum },
-  { kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: wasmConv2DBackpropFilter },
-];
 
 const castToBool: KernelFunc = ({ inputs, backend }) => {
   const wasm = backend as BackendWasm;
@@ -188,18 +104,12 @@ function patchBatchMatMul(): boolean {
 }
 
 /**
- * Adds the missing kernels and patches the wrong ones for 'wasm' (idempotent; never replaces a
- * kernel someone else registered under an added name). Call it after importing
+ * Patches the wrong and slow kernels of 'wasm' (idempotent). Call it after importing
  * `@tensorflow/tfjs-backend-wasm` (initBackend does): patches wrap the package's kernels.
  * Returns the kernel names changed.
  */
 export function registerWasmKernels(): string[] {
   const changed: string[] = [];
-  for (const k of WASM_KERNELS) {
-    if (tf.getKernel(k.kernelName, k.backendName) != null) continue;
-    tf.registerKernel(k);
-    changed.push(k.kernelName);
-  }
   for (const p of WASM_PATCHES) if (patch(p)) changed.push(p.kernelName);
   // SMOLRATE_WASM_FAST_MATMUL=0 keeps the package's BatchMatMul (an escape hatch and an A/B switch).
   if (process.env.SMOLRATE_WASM_FAST_MATMUL !== '0' && patchBatchMatMul()) changed.push('BatchMatMul');

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from './backend.js';
-import { relativeError } from './op-probe.js';
+import { relativeError } from '../tests/op-probe.js';
 import { matMulPlan } from './wasm-matmul.js';
 
 interface Case {

@@ -15,6 +15,7 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromHfConfig, type ModelConfig } from '../src/config.js';
 import { pixelBatchTensor } from '../src/pixels.js';
+import { packTokenRows } from '../src/prompt.js';
 import { readSafetensorsFile } from '../src/safetensors.js';
 import { SmolVLMRegressor } from '../src/smolvlm.js';
 import type { StateDict } from '../src/state-dict.js';
@@ -107,14 +108,15 @@ describe.each(['cpu', 'wasm'])('parity with the PyTorch reference on the %s back
       const before = tf.memory().numTensors;
 
       const pixels = pixelBatchTensor(c.images.map((i) => images[i]), cfg.regression.imageSize);
-      const inputIds = tf.tensor2d(c.input_ids.flat(), [B, L], 'int32');
-      const attentionMask = tf.tensor2d(c.attention_mask.flat(), [B, L], 'float32');
+      // The reference pads on the right: a row's length is its mask's sum.
+      const rows = c.input_ids.map((ids, b) => ids.slice(0, c.attention_mask[b].reduce((n, m) => n + m, 0)));
+      const tokens = packTokenRows(cfg, rows, { seqLen: L });
       try {
         const feats = model.encodeImages(pixels);
         const featData = feats.dataSync();
         const [, N, D] = feats.shape;
         feats.dispose();
-        const out = model.forward({ pixels, inputIds, attentionMask }, { training: false });
+        const out = model.forward({ pixels, tokens }, { training: false });
         const pooled = out.pooled.dataSync();
         const logit = out.logit.dataSync();
         const rating = out.rating.dataSync();
@@ -138,8 +140,6 @@ describe.each(['cpu', 'wasm'])('parity with the PyTorch reference on the %s back
         }
       } finally {
         pixels.dispose();
-        inputIds.dispose();
-        attentionMask.dispose();
       }
       expect(tf.memory().numTensors).toBe(before);
     });

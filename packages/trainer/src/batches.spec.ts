@@ -49,9 +49,7 @@ afterAll(async () => {
 });
 
 function rowIds(batch: TrainingBatch, b: number): number[] {
-  const ids = [...batch.inputIds.subarray(b * batch.seqLen, (b + 1) * batch.seqLen)];
-  const len = batch.attentionMask.subarray(b * batch.seqLen, (b + 1) * batch.seqLen).reduce((a, m) => a + m, 0);
-  return ids.slice(0, len);
+  return [...batch.inputIds.subarray(b * batch.seqLen, b * batch.seqLen + batch.lengths[b])];
 }
 
 describe('promptItemOf', () => {
@@ -73,7 +71,8 @@ describe('BatchBuilder', () => {
     expect(batch.batchSize).toBe(5);
     expect([batch.imageTokens, batch.featureDim]).toEqual([N, D]);
     expect(batch.inputIds).toHaveLength(5 * batch.seqLen);
-    expect(batch.attentionMask).toHaveLength(5 * batch.seqLen);
+    expect(batch.lengths).toHaveLength(5);
+    expect(batch.imagePositions).toHaveLength(5 * N);
     expect(batch.imageFeatures).toHaveLength(5 * N * D);
     expect([...batch.globalIndices]).toEqual([...indices]);
     expect([...batch.targets]).toEqual(rows.map((r) => Math.fround(r.average_rating)));
@@ -84,9 +83,8 @@ describe('BatchBuilder', () => {
       const ids = rowIds(batch, b);
       lengths.push(ids.length);
       expect(ids.filter((id) => id === cfg.imageTokenId)).toHaveLength(N);
-      // Right padding: the mask is 1…1 0…0 and padded positions hold the pad id.
-      const mask = [...batch.attentionMask.subarray(b * batch.seqLen, (b + 1) * batch.seqLen)];
-      expect(mask).toEqual([...new Array<number>(ids.length).fill(1), ...new Array<number>(batch.seqLen - ids.length).fill(0)]);
+      expect([...batch.imagePositions.subarray(b * N, (b + 1) * N)].every((t) => ids[t] === cfg.imageTokenId)).toBe(true);
+      // Right padding: positions after the row's length hold the pad id.
       expect([...batch.inputIds.subarray(b * batch.seqLen + ids.length, (b + 1) * batch.seqLen)].every((id) => id === cfg.text.padTokenId)).toBe(true);
       const text = tokenizer.decode(ids, { skipSpecialTokens: true });
       const row = rows[b];
@@ -116,11 +114,7 @@ describe('BatchBuilder', () => {
       const batch = await new BatchBuilder({ tokenizer, config: cfg, cache, dataset }).build([8, 6]);
       const numTensors = tf.memory().numTensors;
       const ratings = tf.tidy(() => {
-        const out = model.forward({
-          inputIds: tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32'),
-          attentionMask: tf.tensor2d(batch.attentionMask, [batch.batchSize, batch.seqLen], 'int32'),
-          imageFeatures: tf.tensor3d(batch.imageFeatures, [batch.batchSize, batch.imageTokens, batch.featureDim]),
-        });
+        const out = model.forward({ tokens: batch, imageFeatures: tf.tensor3d(batch.imageFeatures, [batch.batchSize, batch.imageTokens, batch.featureDim]) });
         return out.rating.dataSync().slice();
       });
       expect(ratings).toHaveLength(2);

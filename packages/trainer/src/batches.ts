@@ -37,8 +37,10 @@ export interface TrainingBatch {
   seqLen: number;
   /** [B·seqLen] token ids, right-padded with config.text.padTokenId. */
   inputIds: Int32Array;
-  /** [B·seqLen] 1 for real tokens (image and text), 0 for padding. */
-  attentionMask: Int32Array;
+  /** [B] real tokens (image and text) per row. */
+  lengths: Int32Array;
+  /** [B·N] positions of each row's `<image>` tokens (model prompt.ts). */
+  imagePositions: Int32Array;
   /** N: image tokens per row. */
   imageTokens: number;
   /** D: feature width. */
@@ -108,7 +110,8 @@ export class BatchBuilder {
       batchSize: encoded.batchSize,
       seqLen: encoded.seqLen,
       inputIds: encoded.inputIds,
-      attentionMask: encoded.attentionMask,
+      lengths: encoded.lengths,
+      imagePositions: encoded.imagePositions,
       imageTokens: this.cache.tokens,
       featureDim: this.cache.dim,
       imageFeatures,

@@ -7,11 +7,9 @@ import { regressionMetrics } from '@smolrate/core';
 import type { SmolVLMRegressor } from '@smolrate/model';
 import type { BatchBuilder, TrainingBatch } from './batches.js';
 
-/** Tensors of a built batch (the caller disposes them). */
-export function batchTensors(b: TrainingBatch): { inputIds: tf.Tensor2D; attentionMask: tf.Tensor2D; imageFeatures: tf.Tensor3D; targets: tf.Tensor1D } {
+/** Tensors of a built batch (the caller disposes them); the tokens stay host arrays (the model's TokenBatch is `b`). */
+export function batchTensors(b: TrainingBatch): { imageFeatures: tf.Tensor3D; targets: tf.Tensor1D } {
   return {
-    inputIds: tf.tensor2d(b.inputIds, [b.batchSize, b.seqLen], 'int32'),
-    attentionMask: tf.tensor2d(b.attentionMask, [b.batchSize, b.seqLen], 'int32'),
     imageFeatures: tf.tensor3d(b.imageFeatures, [b.batchSize, b.imageTokens, b.featureDim]), // [B, N, D]
     targets: tf.tensor1d(b.targets),
   };
@@ -30,14 +28,14 @@ export async function predictSplit(model: SmolVLMRegressor, builder: BatchBuilde
     const batch = await builder.build(indices);
     const t = batchTensors(batch);
     try {
-      const out = model.forward({ inputIds: t.inputIds, attentionMask: t.attentionMask, imageFeatures: t.imageFeatures }, { training: false });
+      const out = model.forward({ tokens: batch, imageFeatures: t.imageFeatures }, { training: false });
       try {
         predictions.set((await out.rating.data()) as Float32Array, start);
       } finally {
         tf.dispose([out.pooled, out.logit, out.rating]);
       }
     } finally {
-      tf.dispose([t.inputIds, t.attentionMask, t.imageFeatures, t.targets]);
+      tf.dispose([t.imageFeatures, t.targets]);
     }
     targets.set(batch.targets, start);
   }

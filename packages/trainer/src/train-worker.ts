@@ -315,7 +315,7 @@ async function accumulate(
   const t = batchTensors(b);
   let out;
   try {
-    out = model.lossAndGrads({ inputIds: t.inputIds, attentionMask: t.attentionMask, imageFeatures: t.imageFeatures }, t.targets, { dropoutSeed: seeds });
+    out = model.lossAndGrads({ tokens: b, imageFeatures: t.imageFeatures }, t.targets, { dropoutSeed: seeds });
   } finally {
     for (const x of Object.values(t)) x.dispose();
   }

@@ -27,7 +27,8 @@ import { countMacs, countParameters, DEFAULT_TEXT_TOKENS, IMAGE_BLOCK_TOKENS, ty
 import { Param } from '../layers.js';
 import { formatBytes, MemoryBudgetError, MemoryMeter, WASM_HEAP_MAX_BYTES } from '../memory-meter.js';
 import { CONNECTOR_PREFIX, VISION_PREFIX } from '../params.js';
-import { SmolVLMRegressor } from '../smolvlm.js';
+import { packTokenRows } from '../prompt.js';
+import { SmolVLMRegressor, type TokenBatch } from '../smolvlm.js';
 
 export const summary = 'time forward / backward steps on a compute backend';
 
@@ -227,18 +228,9 @@ export function syntheticRow(cfg: ModelConfig, textTokens: number, rng: Rng): In
   return row;
 }
 
-interface Inputs {
-  inputIds: tf.Tensor2D;
-  attentionMask: tf.Tensor2D;
-}
-
-function syntheticInputs(cfg: ModelConfig, batch: number, textTokens: number, seed: number): Inputs {
+function syntheticInputs(cfg: ModelConfig, batch: number, textTokens: number, seed: number): { tokens: TokenBatch } {
   const rng = new Rng(seed, 'bench', 'ids', batch);
-  const rows = Array.from({ length: batch }, () => syntheticRow(cfg, textTokens, rng));
-  const L = rows[0].length;
-  const ids = new Int32Array(batch * L);
-  rows.forEach((r, b) => ids.set(r, b * L));
-  return { inputIds: tf.tensor2d(ids, [batch, L], 'int32'), attentionMask: tf.ones([batch, L], 'int32') as tf.Tensor2D };
+  return { tokens: packTokenRows(cfg, Array.from({ length: batch }, () => syntheticRow(cfg, textTokens, rng))) };
 }
 
 /** Normalised pixels (x/127.5 − 1 ∈ [−1, 1]), one tensor per image. */
@@ -473,7 +465,7 @@ export async function runBench(opts: BenchOptions, log: Logger = silentLogger): 
     log.info('profiled warm-up on one image');
     const [probeImage] = syntheticImages(cfg, 1, 1);
     const probeInputs = syntheticInputs(cfg, 1, textTokens, 1);
-    owned.push(probeImage, probeInputs.inputIds, probeInputs.attentionMask);
+    owned.push(probeImage);
     const m = model;
     let visionPerImage: number | null = null;
     let decoderPerRow: number | null = null;
@@ -638,7 +630,7 @@ async function benchForward(
     log.info(`forward batch ${B} (${mode}): ${(perBatch / B).toFixed(3)} s/image, ${gmac.linearConv.toFixed(2)} GMAC/s Linear/Conv`);
     return { batch: B, mode, note, repeats, seconds, ceilingGmacPerSecond: null, secondsPerBatch: perBatch, secondsPerImage: perBatch / B, gmacPerSecond: gmac, ratioToCeiling: null };
   } finally {
-    tf.dispose([...images, pixels, inputs.inputIds, inputs.attentionMask]);
+    tf.dispose([...images, pixels]);
   }
 }
 
@@ -697,7 +689,7 @@ async function benchTrain(
     if (!(e instanceof MemoryBudgetError)) throw e;
     return { ...base, fits: false, note: `does not fit: ${memoryNote(e)}` };
   } finally {
-    tf.dispose([features, inputs.inputIds, inputs.attentionMask, targets]);
+    tf.dispose([features, targets]);
   }
 }
 

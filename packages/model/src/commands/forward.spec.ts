@@ -9,6 +9,7 @@ import { dispatch } from '../cli.js';
 import { imageTokenCount, presetConfig } from '../config.js';
 import { writeNpy } from '../npy.js';
 import { normalizePixels } from '../pixels.js';
+import { packTokenRows } from '../prompt.js';
 import { SmolVLMRegressor } from '../smolvlm.js';
 import { parseItem, pixelsFromNpy, runForward, type ForwardResult } from './forward.js';
 import { runInit } from './init.js';
@@ -110,15 +111,13 @@ describe('smolrate-model forward', () => {
     // The same numbers from a model built in memory with the same seed and the decoded pixels.
     const decoded = await decodeImage(png, { size: S });
     const model = SmolVLMRegressor.fromSeed(cfg, SEED);
-    const ids = tf.tensor2d(res.input_ids, [1, res.input_ids.length], 'int32');
-    const mask = tf.ones([1, res.input_ids.length], 'int32') as tf.Tensor2D;
     const pixels = tf.tensor4d(normalizePixels(decoded.data, S), [1, S, S, 3]);
-    const ref = model.forward({ pixels, inputIds: ids, attentionMask: mask });
+    const ref = model.forward({ pixels, tokens: packTokenRows(cfg, [res.input_ids]) });
     try {
       expect(sameBits(res.pooled, ref.pooled.dataSync())).toBe(true);
       expect(res.rating).toBe(ref.rating.dataSync()[0]);
     } finally {
-      tf.dispose([ids, mask, pixels, ref.pooled, ref.logit, ref.rating]);
+      tf.dispose([pixels, ref.pooled, ref.logit, ref.rating]);
       model.dispose();
     }
   });

@@ -99,17 +99,13 @@ function forwardItem(model: SmolVLMRegressor, tokenizer: TextTokenizer, item: Pr
   const cfg = model.config;
   const s = cfg.regression.imageSize;
   if (pixels.length !== s * s * 3) throw new ShapeError(`forwardItem: expected ${s}×${s}×3 = ${s * s * 3} pixel values, got ${pixels.length}`);
-  const batch = encodeBatch(tokenizer, cfg, [item]);
-  const inputs = {
-    pixels: tf.tensor4d(pixels, [1, s, s, 3], 'float32'),
-    inputIds: tf.tensor2d(batch.inputIds, [1, batch.seqLen], 'int32'),
-    attentionMask: tf.tensor2d(batch.attentionMask, [1, batch.seqLen], 'int32'),
-  };
+  const tokens = encodeBatch(tokenizer, cfg, [item]);
+  const pixelTensor = tf.tensor4d(pixels, [1, s, s, 3], 'float32');
   try {
-    const out = model.forward(inputs);
+    const out = model.forward({ pixels: pixelTensor, tokens });
     try {
       return {
-        input_ids: Array.from(batch.inputIds),
+        input_ids: Array.from(tokens.inputIds),
         pooled: Array.from(out.pooled.dataSync()),
         logit: out.logit.dataSync()[0],
         rating: out.rating.dataSync()[0],
@@ -118,7 +114,7 @@ function forwardItem(model: SmolVLMRegressor, tokenizer: TextTokenizer, item: Pr
       tf.dispose([out.pooled, out.logit, out.rating]);
     }
   } finally {
-    tf.dispose([inputs.pixels, inputs.inputIds, inputs.attentionMask]);
+    pixelTensor.dispose();
   }
 }
 
