@@ -507,5 +507,10 @@ describe('AdamW32', () => {
     copy.step('p', r, g2);
     expect(bitsOf(r)).toEqual(bitsOf(p));
     expect(() => AdamW32.deserialize(new AdamW8bit().serialize())).toThrow(CheckpointError);
+    const eightBit = new AdamW8bit();
+    eightBit.step('w', randn(rng, 4096, 0.1), randn(rng, 4096, 0.01));
+    const state = eightBit.exportState();
+    expect(() => copy.importState({ ...state, meta: { ...state.meta, optimizer: 'AdamW32' } })).toThrow(/fp32 state only/);
+    expect(copy.stateKind('p')).toBe('fp32'); // unchanged
   });
 });

@@ -226,6 +226,7 @@ export function readOptimizerState(
       p.offset >= 0 &&
       p.offset + p.length <= p.total;
     if (!ok) fail(`malformed parameter entry ${JSON.stringify(p)}`);
+    if (p.kind === '8bit' && optimizer === 'AdamW32') fail(`parameter ${p.name} has 8-bit state; AdamW32 keeps fp32 state only`);
     if (params.has(p.name)) fail(`parameter ${p.name} listed twice`);
     params.set(p.name, {
       meta: { name: p.name, kind: p.kind, length: p.length, step: p.step, offset: p.offset, total: p.total },
