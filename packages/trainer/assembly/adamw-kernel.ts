@@ -27,7 +27,7 @@
  *   starts at +0; the lane maxima are combined with the same strict `>`, and the maximum of a set
  *   of non-NaN values under that rule does not depend on the order (the only equal-but-different
  *   pair, ±0, cannot occur: a maximum that is zero is the initial +0).
- * - Requantisation. JS's `lookupCode` counts the midpoints below x: it starts at
+ * - Requantisation. JS's `nearestCode` counts the midpoints below x: it starts at
  *   bucketStart[key >>> 16] (key = the order-preserving uint32 of x's bits) and steps while
  *   `midpoints[c] < x`. For the two dynamic tables no bucket holds more than one midpoint (checked
  *   exhaustively by the loader at start-up), so the scan is at most one step and its test

@@ -11,7 +11,7 @@ import {
   type StepScalars,
 } from './adamw-kernel.js';
 import { AdamW8bit } from './adamw8bit.js';
-import { lookupCode, quantizeBlockwise, SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
+import { nearestCode, quantizeBlockwise, SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
 
 const f = Math.fround;
 
@@ -290,7 +290,7 @@ describe('AdamW8bit runs the kernels', () => {
   });
 });
 
-describe('the packed requantisation lookup equals lookupCode', () => {
+describe('the packed requantisation lookup equals nearestCode', () => {
   function packedCode(pack: Uint32Array, x: number): number {
     const bits = bitsOf(x);
     const key = (bits ^ ((bits >> 31) | 0x80000000)) >>> 0;
@@ -306,8 +306,8 @@ describe('the packed requantisation lookup equals lookupCode', () => {
     const check = (x: number) => {
       // Only quiet NaNs reach the lookup (they come out of arithmetic); every other pattern is possible.
       if (Number.isNaN(x) && (bitsOf(x) & 0x400000) === 0) return;
-      const want = lookupCode(code.bucketStart, code.midpoints, x);
-      if (packedCode(pack, x) !== want) expect.fail(`x = ${x} (0x${bitsOf(x).toString(16)}): packed ${packedCode(pack, x)}, lookupCode ${want}`);
+      const want = nearestCode(code, x);
+      if (packedCode(pack, x) !== want) expect.fail(`x = ${x} (0x${bitsOf(x).toString(16)}): packed ${packedCode(pack, x)}, nearestCode ${want}`);
     };
     for (let b = 0; b < 65536; b++) {
       const lo = b * 65536;

@@ -116,7 +116,7 @@ function orderKeyOf(x: number): number {
 /**
  * The kernel's packed lookup of a code: per 16-bit bucket, `bucketStart | thrLow << 16` with
  * thrLow the low 16 key bits of midpoints[bucketStart] when that midpoint lies inside the bucket,
- * else 0xFFFF. Equal to `lookupCode` only because no bucket holds two midpoints — checked here, so
+ * else 0xFFFF. Equal to `nearestCode` only because no bucket holds two midpoints — checked here, so
  * a change of the tables cannot silently break the kernel.
  */
 export function packedLookup(code: QuantCode): Uint32Array {

@@ -124,14 +124,10 @@ export function countBelow(midpoints: Float32Array, x: number): number {
  * Index of the table value nearest to `x` (already divided by absmax): exactly
  * `countBelow(code.midpoints, x)`, found by starting from the count for the bucket of
  * fround(x) (a 64 KiB table keyed by its top 16 bits) and stepping past the few midpoints inside
- * the bucket — about 1 comparison instead of 8 unpredictable ones. `x` must not be NaN.
+ * the bucket — about 1 comparison instead of 8 unpredictable ones. A quiet NaN `x` gives 0.
  */
 export function nearestCode(code: QuantCode, x: number): number {
-  return lookupCode(code.bucketStart, code.midpoints, x);
-}
-
-/** `nearestCode` on the raw arrays (what the optimizer's hot loop calls). */
-export function lookupCode(bucketStart: Uint8Array, midpoints: Float32Array, x: number): number {
+  const { bucketStart, midpoints } = code;
   scratchF32[0] = x;
   let c = bucketStart[orderKey(scratchU32[0]) >>> 16];
   while (c < 255 && midpoints[c] < x) c++;
@@ -139,22 +135,30 @@ export function lookupCode(bucketStart: Uint8Array, midpoints: Float32Array, x: 
 }
 
 /**
- * Quantises one block: `absmax = max|x|`, then each element to `nearestCode(x / absmax)` (the
- * division in float32) written to `out[outOffset + i]`. An all-zero block (absmax 0) gets the zero
- * code everywhere. Returns absmax.
+ * Quantises one block: absmax = the largest |x| (the largest x for the unsigned code, whose values
+ * are ≥ 0), then each element to `nearestCode(x / absmax)` (the division in float32) written to
+ * `out[outOffset + i]`; an all-zero block (absmax 0) gets the zero code everywhere. With the signed
+ * code a nonzero element keeps its sign: if its nearest code is the zero code or one of the other
+ * sign, it moves one code towards its own sign (bitsandbytes' 8-bit optimizers do this to the first
+ * moment). Returns absmax. This is AdamW8bit's requantisation (tests/adamw-reference.ts).
  */
 export function quantizeBlock(code: QuantCode, x: Float32Array, out: Uint8Array, outOffset = 0): number {
+  const { zeroCode, signed } = code;
   let absmax = 0;
   for (let i = 0; i < x.length; i++) {
-    const a = Math.abs(x[i]);
+    const a = signed ? Math.abs(x[i]) : x[i];
     if (a > absmax) absmax = a;
   }
   if (absmax === 0) {
-    out.fill(code.zeroCode, outOffset, outOffset + x.length);
+    out.fill(zeroCode, outOffset, outOffset + x.length);
     return 0;
   }
-  const { bucketStart, midpoints } = code;
-  for (let i = 0; i < x.length; i++) out[outOffset + i] = lookupCode(bucketStart, midpoints, f(x[i] / absmax));
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    let c = nearestCode(code, f(xi / absmax));
+    if (signed && (xi < 0 ? c >= zeroCode : xi > 0 && c < zeroCode)) c += xi < 0 ? -1 : 1;
+    out[outOffset + i] = c;
+  }
   return absmax;
 }
 
