@@ -218,6 +218,19 @@ describe('wasm 8-bit AdamW kernel vs the JS reference (byte for byte)', () => {
   });
 });
 
+describe('the kernels without scalars (the benchmark\'s copy overhead)', () => {
+  it('stream every chunk in and out and change nothing', () => {
+    const rng = new Rng(12, 'adamw-kernel-copies');
+    const n = 2 * KERNEL_CHUNK_ELEMENTS + 300;
+    const [param, grad, m, v] = [0, 1, 2, 3].map(() => values(rng, n, 1, 0.01));
+    const st = q8State(rng, n, 256, 'random');
+    const before = [param, grad, m, v, st.mCodes, st.vCodes, st.mAbsmax, st.vAbsmax].map((a) => a.slice());
+    step8bitKernel(param, grad, st, 256, null);
+    stepFp32Kernel(param, grad, m, v, null);
+    [param, grad, m, v, st.mCodes, st.vCodes, st.mAbsmax, st.vAbsmax].forEach((a, i) => expectSameBytes(a, before[i], `array ${i}`));
+  });
+});
+
 describe('wasm fp32-state AdamW kernel vs the JS reference (byte for byte)', () => {
   it.each([0, 1, 3, 4, 17, 4095, 4096, KERNEL_CHUNK_ELEMENTS - 1, KERNEL_CHUNK_ELEMENTS, 2 * KERNEL_CHUNK_ELEMENTS + 13])('n = %i', (n) => {
     const rng = new Rng(99, 'adamw-kernel-fp32', n);
