@@ -4,7 +4,7 @@
  * rate, ZeRO-1 slices, and the state's snapshots and `optimizer.bin` bytes. A subclass supplies a
  * new parameter's state and the element-wise update of one parameter.
  */
-import { ShapeError } from '@smolrate/core';
+import { compareKeys, ShapeError } from '@smolrate/core';
 import { checkLr, resolveAdamWHyper, type AdamWHyper } from './adamw-options.js';
 import type { Q8State } from './adamw-kernel.js';
 import { dequantize, SIGNED_CODE, UNSIGNED_CODE } from './quant-tables.js';
@@ -175,7 +175,7 @@ export abstract class AdamWBase {
     const cp = <T extends Uint8Array | Float32Array>(a: T): T => (copy ? (a.slice() as T) : a);
     const params: OptimizerParamMeta[] = [];
     const buffers: OptimizerStateBuffer[] = [];
-    for (const name of [...this.states.keys()].sort(byCodePoint)) {
+    for (const name of [...this.states.keys()].sort(compareKeys)) {
       const st = this.states.get(name)!;
       params.push({ name, kind: st.kind, length: st.length, step: st.step, offset: st.offset, total: st.total });
       if (st.kind === 'fp32') {
@@ -213,8 +213,6 @@ export abstract class AdamWBase {
     return st;
   }
 }
-
-const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Zeroed fp32 moments. */
 export const fp32State = (meta: NewParamMeta): Fp32ParamState => ({ ...meta, kind: 'fp32', m: new Float32Array(meta.length), v: new Float32Array(meta.length) });
