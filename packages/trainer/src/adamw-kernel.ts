@@ -7,7 +7,7 @@
  * linear memory in chunks of whole blocks (copy in, run, copy out). The code tables of
  * quant-tables.ts are copied into that memory once, when this module is loaded.
  */
-import { SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
+import { orderKey, SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
 import { WasmKernel, type WasmGlobal } from './wasm-kernel.js';
 
 /** The float32 scalars of one update (OPTIM.md "One step"). */
@@ -74,15 +74,6 @@ const addr = (g: WasmGlobal) => g.value as number;
 const TABLES_END = addr(kernel.TABLES_END);
 const ensureBytes = (bytes: number) => k.ensureBytes(bytes);
 
-// Order-preserving uint32 key of a float32's bits (as in quant-tables.ts).
-const keyF32 = new Float32Array(1);
-const keyU32 = new Uint32Array(keyF32.buffer);
-function orderKeyOf(x: number): number {
-  keyF32[0] = x;
-  const bits = keyU32[0];
-  return (bits ^ ((bits >> 31) | 0x80000000)) >>> 0;
-}
-
 /**
  * The kernel's packed lookup of a code: per 16-bit bucket, `bucketStart | thrLow << 16` with
  * thrLow the low 16 key bits of midpoints[bucketStart] when that midpoint lies inside the bucket,
@@ -96,9 +87,9 @@ export function packedLookup(code: QuantCode): Uint32Array {
     const s = bucketStart[b];
     let thrLow = 0xffff;
     if (s < 255) {
-      const k = orderKeyOf(midpoints[s]);
+      const k = orderKey(midpoints[s]);
       if (k >>> 16 === b) thrLow = k & 0xffff;
-      const next = s + 1 < 255 ? orderKeyOf(midpoints[s + 1]) : 0xffffffff;
+      const next = s + 1 < 255 ? orderKey(midpoints[s + 1]) : 0xffffffff;
       // Keys of non-NaN float32 values: [key(-Inf), key(+Inf)] = [0x007FFFFF, 0xFF800000].
       const lowest = b * 65536;
       const hasNumbers = lowest + 0xffff >= 0x007fffff && lowest <= 0xff800000;

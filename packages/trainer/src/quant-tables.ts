@@ -77,18 +77,24 @@ export function tableMidpoints(table: Float32Array): Float32Array {
 const scratchF32 = new Float32Array(1);
 const scratchU32 = new Uint32Array(scratchF32.buffer);
 
-/** float32 bits → a uint32 key in the same order as the values: negatives flipped, sign bit set on positives. */
-function orderKey(bits: number): number {
+/** float32 `x` → a uint32 key of its bits in the same order as the values: negatives flipped, sign bit set on positives. */
+export function orderKey(x: number): number {
+  scratchF32[0] = x;
+  const bits = scratchU32[0];
   return (bits ^ ((bits >> 31) | 0x80000000)) >>> 0;
+}
+
+/** The float32 whose `orderKey` is `key`. */
+export function fromOrderKey(key: number): number {
+  scratchU32[0] = key >= 0x80000000 ? key ^ 0x80000000 : ~key >>> 0;
+  return scratchF32[0];
 }
 
 function buildBucketStart(midpoints: Float32Array): Uint8Array {
   const starts = new Uint8Array(65536);
   for (let b = 0; b < 65536; b++) {
-    const key = (b * 65536) >>> 0; // the lowest key of the bucket
-    scratchU32[0] = key >= 0x80000000 ? key ^ 0x80000000 : ~key >>> 0;
-    // NaN bit patterns at the extremes count 0 midpoints; never looked up for finite inputs.
-    starts[b] = Math.min(countBelow(midpoints, scratchF32[0]), 255);
+    // The bucket's lowest value; NaN bit patterns at the extremes count 0 midpoints.
+    starts[b] = Math.min(countBelow(midpoints, fromOrderKey(b * 65536)), 255);
   }
   return starts;
 }
@@ -128,8 +134,7 @@ export function countBelow(midpoints: Float32Array, x: number): number {
  */
 export function nearestCode(code: QuantCode, x: number): number {
   const { bucketStart, midpoints } = code;
-  scratchF32[0] = x;
-  let c = bucketStart[orderKey(scratchU32[0]) >>> 16];
+  let c = bucketStart[orderKey(x) >>> 16];
   while (c < 255 && midpoints[c] < x) c++;
   return c;
 }
