@@ -67,7 +67,6 @@ export const KERNEL_CHUNK_ELEMENTS = 65536;
 
 const align = (x: number) => Math.ceil(x / 64) * 64;
 
-
 const k = new WasmKernel<KernelExports>('adamw-kernel');
 const kernel = k.exports;
 const addr = (g: WasmGlobal) => g.value as number;
@@ -187,9 +186,9 @@ function stream(
     const count = (a: Streamed) => (a.perBlock ? Math.ceil(len / blockSize) : len);
     arrays.forEach((a, i) => viewOf(a.data).set(a.data.subarray(lo(a), lo(a) + count(a)), at[i] / a.data.BYTES_PER_ELEMENT));
     if (sc) run(at, len, kernelBlock);
-    for (const [i, a] of arrays.entries()) {
+    arrays.forEach((a, i) => {
       const start = at[i] / a.data.BYTES_PER_ELEMENT;
       if (!a.readOnly) a.data.set(viewOf(a.data).subarray(start, start + count(a)), lo(a));
-    }
+    });
   }
 }
