@@ -14,7 +14,7 @@
  *   (IEEE 754 round-to-nearest-even, no flush-to-zero: wasm keeps subnormals). No FMA, no
  *   reciprocal approximation, no reassociation: every expression below has the JS operand order,
  *   e.g. v = (β2·(table[code]·scale)) + ((1−β2)·g)·g. The scalars (β1, β2, 1−β1, 1−β2,
- *   stepSize, eps·c2, decay) are computed by the JS side in float32 and passed as f32.
+ *   stepSize, eps·c2, decay) are computed by the JS side in float32 and set once per step (`setScalars`).
  * - Non-finite gradients. JS tests `g - g === 0`; the kernel computes the same `f32x4.eq(g − g, 0)`
  *   lane mask. Moments are computed for every lane and then ANDed with the mask, so a NaN/±Inf
  *   lane gets m = v = +0 (the bits of JS's literal 0). The parameter is written with
@@ -27,7 +27,7 @@
  *   starts at +0; the lane maxima are combined with the same strict `>`, and the maximum of a set
  *   of non-NaN values under that rule does not depend on the order (the only equal-but-different
  *   pair, ±0, cannot occur: a maximum that is zero is the initial +0).
- * - Requantisation. JS's `lookupCode` counts the midpoints below x: it starts at
+ * - Requantisation. JS's `nearestCode` counts the midpoints below x: it starts at
  *   bucketStart[key >>> 16] (key = the order-preserving uint32 of x's bits) and steps while
  *   `midpoints[c] < x`. For the two dynamic tables no bucket holds more than one midpoint (checked
  *   exhaustively by the loader at start-up), so the scan is at most one step and its test
@@ -71,6 +71,59 @@ export const TABLES_END: usize = 2048 + 2 * 262144;
 
 const M_ZERO: i32 = 127;
 const V_ZERO: i32 = 0;
+
+// The float32 scalars of the current step, in all four lanes (set by `setScalars`).
+let BETA1 = f32x4(0, 0, 0, 0);
+let BETA2 = f32x4(0, 0, 0, 0);
+let ONE_MINUS_BETA1 = f32x4(0, 0, 0, 0);
+let ONE_MINUS_BETA2 = f32x4(0, 0, 0, 0);
+let STEP_SIZE = f32x4(0, 0, 0, 0);
+let EPS_C2 = f32x4(0, 0, 0, 0);
+let DECAY = f32x4(0, 0, 0, 0);
+
+/** Sets the scalars of the next `step8bit` / `stepFp32` calls (computed by the JS side in float32). */
+export function setScalars(beta1: f32, beta2: f32, oneMinusBeta1: f32, oneMinusBeta2: f32, stepSize: f32, epsC2: f32, decay: f32): void {
+  BETA1 = f32x4.splat(beta1);
+  BETA2 = f32x4.splat(beta2);
+  ONE_MINUS_BETA1 = f32x4.splat(oneMinusBeta1);
+  ONE_MINUS_BETA2 = f32x4.splat(oneMinusBeta2);
+  STEP_SIZE = f32x4.splat(stepSize);
+  EPS_C2 = f32x4.splat(epsC2);
+  DECAY = f32x4.splat(decay);
+}
+
+/** Lane 0 of a scalar (the tails' scalar arithmetic). */
+// @ts-ignore: decorator
+@inline
+function lane0(x: v128): f32 {
+  return f32x4.extract_lane(x, 0);
+}
+
+/** New moments of 4 lanes from the old ones; a lane whose gradient is not finite (`fin` clear) gets +0. */
+// @ts-ignore: decorator
+@inline
+function newV4(vOld: v128, gv: v128, fin: v128): v128 {
+  return v128.and(f32x4.add(f32x4.mul(BETA2, vOld), f32x4.mul(f32x4.mul(ONE_MINUS_BETA2, gv), gv)), fin);
+}
+
+// @ts-ignore: decorator
+@inline
+function newM4(mOld: v128, gv: v128, fin: v128): v128 {
+  return v128.and(f32x4.add(f32x4.mul(BETA1, mOld), f32x4.mul(ONE_MINUS_BETA1, gv)), fin);
+}
+
+/** Scalar `newV4` / `newM4` for a finite gradient. */
+// @ts-ignore: decorator
+@inline
+function newV1(vOld: f32, g: f32): f32 {
+  return lane0(BETA2) * vOld + lane0(ONE_MINUS_BETA2) * g * g;
+}
+
+// @ts-ignore: decorator
+@inline
+function newM1(mOld: f32, g: f32): f32 {
+  return lane0(BETA1) * mOld + lane0(ONE_MINUS_BETA1) * g;
+}
 
 /** The requantisation lookup of 4 lanes of x (see the header): codes as i32x4. */
 // @ts-ignore: decorator
@@ -138,24 +191,24 @@ function hmax(v: v128, init: f32): f32 {
  */
 // @ts-ignore: decorator
 @inline
-function param4(pp: usize, gv: v128, m: v128, v: v128, stepSize: v128, epsC2: v128, decay: v128): void {
+function param4(pp: usize, gv: v128, m: v128, v: v128): void {
   const fin = f32x4.eq(f32x4.sub(gv, gv), f32x4.splat(0));
   const old = v128.load(pp);
   // Two-NaN operands: m wins the division, the update wins the sum (see the header).
-  const q = v128.bitselect(m, f32x4.div(m, f32x4.add(f32x4.sqrt(v), epsC2)), f32x4.ne(m, m));
-  const u = f32x4.mul(stepSize, q);
-  const p = f32x4.mul(v128.bitselect(u, f32x4.add(old, u), f32x4.ne(u, u)), decay);
+  const q = v128.bitselect(m, f32x4.div(m, f32x4.add(f32x4.sqrt(v), EPS_C2)), f32x4.ne(m, m));
+  const u = f32x4.mul(STEP_SIZE, q);
+  const p = f32x4.mul(v128.bitselect(u, f32x4.add(old, u), f32x4.ne(u, u)), DECAY);
   v128.store(pp, v128.bitselect(p, old, fin));
 }
 
 /** Scalar `param4` for a finite gradient. */
 // @ts-ignore: decorator
 @inline
-function param1(old: f32, m: f32, v: f32, stepSize: f32, epsC2: f32, decay: f32): f32 {
-  const d = m / (sqrt<f32>(v) + epsC2);
-  const u = stepSize * (m != m ? m : d);
+function param1(old: f32, m: f32, v: f32): f32 {
+  const d = m / (sqrt<f32>(v) + lane0(EPS_C2));
+  const u = lane0(STEP_SIZE) * (m != m ? m : d);
   const s = old + u;
-  return (u != u ? u : s) * decay;
+  return (u != u ? u : s) * lane0(DECAY);
 }
 
 /**
@@ -175,21 +228,7 @@ export function step8bit(
   bs: i32,
   mNew: usize,
   vNew: usize,
-  beta1: f32,
-  beta2: f32,
-  oneMinusBeta1: f32,
-  oneMinusBeta2: f32,
-  stepSize: f32,
-  epsC2: f32,
-  decay: f32,
 ): void {
-  const b1 = f32x4.splat(beta1);
-  const b2 = f32x4.splat(beta2);
-  const omb1 = f32x4.splat(oneMinusBeta1);
-  const omb2 = f32x4.splat(oneMinusBeta2);
-  const ss = f32x4.splat(stepSize);
-  const ec = f32x4.splat(epsC2);
-  const dc = f32x4.splat(decay);
   const zero = f32x4.splat(0);
   for (let b = 0, start = 0; start < n; b++, start += bs) {
     const len = min(bs, n - start);
@@ -218,8 +257,8 @@ export function step8bit(
       vt = v128.load32_lane(V_TABLE + (<usize>load<u8>(vcB + o, 1) << 2), vt, 1);
       vt = v128.load32_lane(V_TABLE + (<usize>load<u8>(vcB + o, 2) << 2), vt, 2);
       vt = v128.load32_lane(V_TABLE + (<usize>load<u8>(vcB + o, 3) << 2), vt, 3);
-      const v = v128.and(f32x4.add(f32x4.mul(b2, f32x4.mul(vt, vS)), f32x4.mul(f32x4.mul(omb2, gv), gv)), fin);
-      const m = v128.and(f32x4.add(f32x4.mul(b1, f32x4.mul(mt, mS)), f32x4.mul(omb1, gv)), fin);
+      const v = newV4(f32x4.mul(vt, vS), gv, fin);
+      const m = newM4(f32x4.mul(mt, mS), gv, fin);
       v128.store(mNew + (o << 2), m);
       v128.store(vNew + (o << 2), v);
       mMaxV = f32x4.pmax(mMaxV, f32x4.abs(m));
@@ -233,8 +272,8 @@ export function step8bit(
       let m: f32 = 0;
       let v: f32 = 0;
       if (g - g == 0) {
-        v = beta2 * (load<f32>(V_TABLE + (<usize>load<u8>(vcB + o) << 2)) * vScale) + oneMinusBeta2 * g * g;
-        m = beta1 * (load<f32>(M_TABLE + (<usize>load<u8>(mcB + o) << 2)) * mScale) + oneMinusBeta1 * g;
+        v = newV1(load<f32>(V_TABLE + (<usize>load<u8>(vcB + o) << 2)) * vScale, g);
+        m = newM1(load<f32>(M_TABLE + (<usize>load<u8>(mcB + o) << 2)) * mScale, g);
       }
       store<f32>(mNew + (o << 2), m);
       store<f32>(vNew + (o << 2), v);
@@ -259,10 +298,10 @@ export function step8bit(
       const v1 = v128.load(vNew + o, 16);
       const v2 = v128.load(vNew + o, 32);
       const v3 = v128.load(vNew + o, 48);
-      param4(pB + o, v128.load(gB + o), m0, v0, ss, ec, dc);
-      param4(pB + o + 16, v128.load(gB + o, 16), m1, v1, ss, ec, dc);
-      param4(pB + o + 32, v128.load(gB + o, 32), m2, v2, ss, ec, dc);
-      param4(pB + o + 48, v128.load(gB + o, 48), m3, v3, ss, ec, dc);
+      param4(pB + o, v128.load(gB + o), m0, v0);
+      param4(pB + o + 16, v128.load(gB + o, 16), m1, v1);
+      param4(pB + o + 32, v128.load(gB + o, 32), m2, v2);
+      param4(pB + o + 48, v128.load(gB + o, 48), m3, v3);
       v128.store(mcB + <usize>i, pack16(mCodes4(m0, mM), mCodes4(m1, mM), mCodes4(m2, mM), mCodes4(m3, mM)));
       v128.store(
         vcB + <usize>i,
@@ -279,7 +318,7 @@ export function step8bit(
       const g = load<f32>(gB + (o << 2));
       const m = load<f32>(mNew + (o << 2));
       const v = load<f32>(vNew + (o << 2));
-      if (g - g == 0) store<f32>(pB + (o << 2), param1(load<f32>(pB + (o << 2)), m, v, stepSize, epsC2, decay));
+      if (g - g == 0) store<f32>(pB + (o << 2), param1(load<f32>(pB + (o << 2)), m, v));
       let c = lookup1(m / mMax, M_PACK);
       if (m < 0 ? c >= M_ZERO : m > 0 && c < M_ZERO) c += m < 0 ? -1 : 1;
       store<u8>(mcB + o, <u8>c);
@@ -299,32 +338,18 @@ export function stepFp32(
   mState: usize,
   vState: usize,
   n: i32,
-  beta1: f32,
-  beta2: f32,
-  oneMinusBeta1: f32,
-  oneMinusBeta2: f32,
-  stepSize: f32,
-  epsC2: f32,
-  decay: f32,
 ): void {
-  const b1 = f32x4.splat(beta1);
-  const b2 = f32x4.splat(beta2);
-  const omb1 = f32x4.splat(oneMinusBeta1);
-  const omb2 = f32x4.splat(oneMinusBeta2);
-  const ss = f32x4.splat(stepSize);
-  const ec = f32x4.splat(epsC2);
-  const dc = f32x4.splat(decay);
   const zero = f32x4.splat(0);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const o = <usize>i << 2;
     const gv = v128.load(grad + o);
     const fin = f32x4.eq(f32x4.sub(gv, gv), zero);
-    const v = v128.and(f32x4.add(f32x4.mul(b2, v128.load(vState + o)), f32x4.mul(f32x4.mul(omb2, gv), gv)), fin);
-    const m = v128.and(f32x4.add(f32x4.mul(b1, v128.load(mState + o)), f32x4.mul(omb1, gv)), fin);
+    const v = newV4(v128.load(vState + o), gv, fin);
+    const m = newM4(v128.load(mState + o), gv, fin);
     v128.store(vState + o, v);
     v128.store(mState + o, m);
-    param4(param + o, gv, m, v, ss, ec, dc);
+    param4(param + o, gv, m, v);
   }
   for (; i < n; i++) {
     const o = <usize>i << 2;
@@ -334,10 +359,10 @@ export function stepFp32(
       store<f32>(vState + o, 0);
       continue;
     }
-    const v = beta2 * load<f32>(vState + o) + oneMinusBeta2 * g * g;
-    const m = beta1 * load<f32>(mState + o) + oneMinusBeta1 * g;
+    const v = newV1(load<f32>(vState + o), g);
+    const m = newM1(load<f32>(mState + o), g);
     store<f32>(vState + o, v);
     store<f32>(mState + o, m);
-    store<f32>(param + o, param1(load<f32>(param + o), m, v, stepSize, epsC2, decay));
+    store<f32>(param + o, param1(load<f32>(param + o), m, v));
   }
 }

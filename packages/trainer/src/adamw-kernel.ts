@@ -7,7 +7,7 @@
  * linear memory in chunks of whole blocks (copy in, run, copy out). The code tables of
  * quant-tables.ts are copied into that memory once, when this module is loaded.
  */
-import { SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
+import { orderKey, SIGNED_CODE, UNSIGNED_CODE, type QuantCode } from './quant-tables.js';
 import { WasmKernel, type WasmGlobal } from './wasm-kernel.js';
 
 /** The float32 scalars of one update (docs/reference/optimizer.md "One step"). */
@@ -57,39 +57,9 @@ interface KernelExports {
   M_PACK: WasmGlobal;
   V_PACK: WasmGlobal;
   TABLES_END: WasmGlobal;
-  step8bit(
-    param: number,
-    grad: number,
-    mCodes: number,
-    vCodes: number,
-    mAbsmax: number,
-    vAbsmax: number,
-    n: number,
-    blockSize: number,
-    mScratch: number,
-    vScratch: number,
-    beta1: number,
-    beta2: number,
-    oneMinusBeta1: number,
-    oneMinusBeta2: number,
-    stepSize: number,
-    epsC2: number,
-    decay: number,
-  ): void;
-  stepFp32(
-    param: number,
-    grad: number,
-    mState: number,
-    vState: number,
-    n: number,
-    beta1: number,
-    beta2: number,
-    oneMinusBeta1: number,
-    oneMinusBeta2: number,
-    stepSize: number,
-    epsC2: number,
-    decay: number,
-  ): void;
+  setScalars(beta1: number, beta2: number, oneMinusBeta1: number, oneMinusBeta2: number, stepSize: number, epsC2: number, decay: number): void;
+  step8bit(param: number, grad: number, mCodes: number, vCodes: number, mAbsmax: number, vAbsmax: number, n: number, blockSize: number, mScratch: number, vScratch: number): void;
+  stepFp32(param: number, grad: number, mState: number, vState: number, n: number): void;
 }
 
 /** Elements per chunk (rounded down to whole blocks, at least one block): ≈ 640 KiB of buffers. */
@@ -97,26 +67,16 @@ export const KERNEL_CHUNK_ELEMENTS = 65536;
 
 const align = (x: number) => Math.ceil(x / 64) * 64;
 
-
 const k = new WasmKernel<KernelExports>('adamw-kernel');
 const kernel = k.exports;
 const addr = (g: WasmGlobal) => g.value as number;
 const TABLES_END = addr(kernel.TABLES_END);
 const ensureBytes = (bytes: number) => k.ensureBytes(bytes);
 
-// Order-preserving uint32 key of a float32's bits (as in quant-tables.ts).
-const keyF32 = new Float32Array(1);
-const keyU32 = new Uint32Array(keyF32.buffer);
-function orderKeyOf(x: number): number {
-  keyF32[0] = x;
-  const bits = keyU32[0];
-  return (bits ^ ((bits >> 31) | 0x80000000)) >>> 0;
-}
-
 /**
  * The kernel's packed lookup of a code: per 16-bit bucket, `bucketStart | thrLow << 16` with
  * thrLow the low 16 key bits of midpoints[bucketStart] when that midpoint lies inside the bucket,
- * else 0xFFFF. Equal to `lookupCode` only because no bucket holds two midpoints — checked here, so
+ * else 0xFFFF. Equal to `nearestCode` only because no bucket holds two midpoints — checked here, so
  * a change of the tables cannot silently break the kernel.
  */
 export function packedLookup(code: QuantCode): Uint32Array {
@@ -126,9 +86,9 @@ export function packedLookup(code: QuantCode): Uint32Array {
     const s = bucketStart[b];
     let thrLow = 0xffff;
     if (s < 255) {
-      const k = orderKeyOf(midpoints[s]);
+      const k = orderKey(midpoints[s]);
       if (k >>> 16 === b) thrLow = k & 0xffff;
-      const next = s + 1 < 255 ? orderKeyOf(midpoints[s + 1]) : 0xffffffff;
+      const next = s + 1 < 255 ? orderKey(midpoints[s + 1]) : 0xffffffff;
       // Keys of non-NaN float32 values: [key(-Inf), key(+Inf)] = [0x007FFFFF, 0xFF800000].
       const lowest = b * 65536;
       const hasNumbers = lowest + 0xffff >= 0x007fffff && lowest <= 0xff800000;
@@ -152,102 +112,83 @@ function loadTables(): void {
 }
 loadTables();
 
-const NO_SCALARS: StepScalars = { beta1: 0, beta2: 0, oneMinusBeta1: 0, oneMinusBeta2: 0, stepSize: 0, epsC2: 0, decay: 0 };
-
 /**
  * One block-wise 8-bit AdamW step of `param` (in place) with `grad`, blocks of `blockSize` from
  * element 0 (the last one may be short); `st` holds the old codes/absmax and receives the new.
+ * With `sc` null, only the copies the step makes (for benchmarks: its copy overhead; the data is
+ * unchanged).
  */
-export function step8bitKernel(param: Float32Array, grad: Float32Array, st: Q8State, blockSize: number, sc: StepScalars): void {
-  run8bit(param, grad, st, blockSize, sc, true);
-}
-
-/**
- * For benchmarks: exactly the copies `step8bitKernel` makes (every chunk into wasm memory and
- * back), without running the kernel — the copy overhead of the step. Leaves the data unchanged.
- */
-export function copyThrough8bit(param: Float32Array, grad: Float32Array, st: Q8State, blockSize: number): void {
-  run8bit(param, grad, st, blockSize, null, false);
-}
-
-function run8bit(param: Float32Array, grad: Float32Array, st: Q8State, blockSize: number, sc: StepScalars | null, compute: boolean): void {
+export function step8bitKernel(param: Float32Array, grad: Float32Array, st: Q8State, blockSize: number, sc: StepScalars | null): void {
   const n = param.length;
   const { mCodes, vCodes, mAbsmax, vAbsmax } = st;
   const blocks = Math.ceil(n / blockSize);
   if (grad.length !== n || mCodes.length !== n || vCodes.length !== n || mAbsmax.length !== blocks || vAbsmax.length !== blocks) {
     throw new RangeError(`step8bitKernel: ${n} elements in blocks of ${blockSize} need ${blocks} absmax values and equal lengths`);
   }
-  if (n === 0) return;
-  const chunkBlocks = Math.max(1, Math.floor(KERNEL_CHUNK_ELEMENTS / blockSize));
-  const chunk = Math.min(chunkBlocks * blockSize, n);
-  const nb = Math.ceil(chunk / blockSize);
-  const P = align(TABLES_END);
-  const G = align(P + 4 * chunk);
-  const MC = align(G + 4 * chunk);
-  const VC = align(MC + chunk);
-  const MA = align(VC + chunk);
-  const VA = align(MA + 4 * nb);
-  // A block longer than the chunk is the whole chunk (chunk = min(blockSize, n) then): the
-  // kernel gets the same blocks with a block size that fits an i32.
-  const kernelBlock = Math.min(blockSize, chunk);
-  const SM = align(VA + 4 * nb);
-  const SV = align(SM + 4 * kernelBlock);
-  ensureBytes(SV + 4 * kernelBlock);
-  const f32 = k.f32;
-  const u8 = k.u8;
-  const { beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay } = sc ?? NO_SCALARS;
-  for (let off = 0; off < n; off += chunk) {
-    const len = Math.min(chunk, n - off);
-    const b0 = off / blockSize;
-    const bl = Math.ceil(len / blockSize);
-    f32.set(param.subarray(off, off + len), P >>> 2);
-    f32.set(grad.subarray(off, off + len), G >>> 2);
-    u8.set(mCodes.subarray(off, off + len), MC);
-    u8.set(vCodes.subarray(off, off + len), VC);
-    f32.set(mAbsmax.subarray(b0, b0 + bl), MA >>> 2);
-    f32.set(vAbsmax.subarray(b0, b0 + bl), VA >>> 2);
-    if (compute) kernel.step8bit(P, G, MC, VC, MA, VA, len, kernelBlock, SM, SV, beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay);
-    param.set(f32.subarray(P >>> 2, (P >>> 2) + len), off);
-    mCodes.set(u8.subarray(MC, MC + len), off);
-    vCodes.set(u8.subarray(VC, VC + len), off);
-    mAbsmax.set(f32.subarray(MA >>> 2, (MA >>> 2) + bl), b0);
-    vAbsmax.set(f32.subarray(VA >>> 2, (VA >>> 2) + bl), b0);
-  }
+  const arrays = [param, grad, mCodes, vCodes, mAbsmax, vAbsmax].map((data, i) => ({ data, perBlock: i >= 4, readOnly: i === 1 }));
+  stream(n, blockSize, arrays, 2, sc, ([P, G, MC, VC, MA, VA, SM, SV], len, kernelBlock) => kernel.step8bit(P, G, MC, VC, MA, VA, len, kernelBlock, SM, SV));
 }
 
-/** One AdamW step with fp32 moments `m`, `v` (all updated in place). */
-export function stepFp32Kernel(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, sc: StepScalars): void {
-  runFp32(param, grad, m, v, sc, true);
-}
-
-/** For benchmarks: the copies of `stepFp32Kernel` alone (see `copyThrough8bit`). */
-export function copyThroughFp32(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array): void {
-  runFp32(param, grad, m, v, null, false);
-}
-
-function runFp32(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, sc: StepScalars | null, compute: boolean): void {
+/** One AdamW step with fp32 moments `m`, `v` (all updated in place); `sc` null as in `step8bitKernel`. */
+export function stepFp32Kernel(param: Float32Array, grad: Float32Array, m: Float32Array, v: Float32Array, sc: StepScalars | null): void {
   const n = param.length;
   if (grad.length !== n || m.length !== n || v.length !== n) {
     throw new RangeError(`stepFp32Kernel: lengths differ (param ${n}, grad ${grad.length}, m ${m.length}, v ${v.length})`);
   }
+  const arrays = [param, grad, m, v].map((data, i) => ({ data, perBlock: false, readOnly: i === 1 }));
+  stream(n, 1, arrays, 0, sc, ([P, G, M, V], len) => kernel.stepFp32(P, G, M, V, len));
+}
+
+/** One array of a step: an element per tensor element, or (`perBlock`) per block. */
+interface Streamed {
+  data: Float32Array | Uint8Array;
+  perBlock: boolean;
+  /** Not copied back (the gradient). */
+  readOnly: boolean;
+}
+
+const viewOf = (a: Float32Array | Uint8Array) => (a instanceof Float32Array ? k.f32 : k.u8);
+
+/**
+ * Streams a step over `n` elements through the kernel's memory in chunks of whole blocks: each
+ * chunk's part of every array is copied in (the arrays in order after the tables, 64-byte aligned,
+ * then `scratch` float32 buffers of one block), `run` gets their addresses (skipped when `sc` is
+ * null), and all arrays but the read-only ones are copied back.
+ */
+function stream(
+  n: number,
+  blockSize: number,
+  arrays: Streamed[],
+  scratch: number,
+  sc: StepScalars | null,
+  run: (at: number[], len: number, kernelBlock: number) => void,
+): void {
   if (n === 0) return;
-  const chunk = Math.min(KERNEL_CHUNK_ELEMENTS, n);
-  const P = align(TABLES_END);
-  const G = align(P + 4 * chunk);
-  const M = align(G + 4 * chunk);
-  const V = align(M + 4 * chunk);
-  ensureBytes(V + 4 * chunk);
-  const f32 = k.f32;
-  const { beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay } = sc ?? NO_SCALARS;
+  const chunkBlocks = Math.max(1, Math.floor(KERNEL_CHUNK_ELEMENTS / blockSize));
+  const chunk = Math.min(chunkBlocks * blockSize, n);
+  // A block longer than the chunk is the whole chunk (chunk = min(blockSize, n) then): the
+  // kernel gets the same blocks with a block size that fits an i32.
+  const kernelBlock = Math.min(blockSize, chunk);
+  const at: number[] = [];
+  let end = TABLES_END;
+  const place = (bytes: number) => {
+    const addr = align(end);
+    at.push(addr);
+    end = addr + bytes;
+  };
+  for (const a of arrays) place(a.data.BYTES_PER_ELEMENT * (a.perBlock ? Math.ceil(chunk / blockSize) : chunk));
+  for (let i = 0; i < scratch; i++) place(4 * kernelBlock);
+  ensureBytes(end);
+  if (sc) kernel.setScalars(sc.beta1, sc.beta2, sc.oneMinusBeta1, sc.oneMinusBeta2, sc.stepSize, sc.epsC2, sc.decay);
   for (let off = 0; off < n; off += chunk) {
     const len = Math.min(chunk, n - off);
-    f32.set(param.subarray(off, off + len), P >>> 2);
-    f32.set(grad.subarray(off, off + len), G >>> 2);
-    f32.set(m.subarray(off, off + len), M >>> 2);
-    f32.set(v.subarray(off, off + len), V >>> 2);
-    if (compute) kernel.stepFp32(P, G, M, V, len, beta1, beta2, oneMinusBeta1, oneMinusBeta2, stepSize, epsC2, decay);
-    param.set(f32.subarray(P >>> 2, (P >>> 2) + len), off);
-    m.set(f32.subarray(M >>> 2, (M >>> 2) + len), off);
-    v.set(f32.subarray(V >>> 2, (V >>> 2) + len), off);
+    const lo = (a: Streamed) => (a.perBlock ? off / blockSize : off);
+    const count = (a: Streamed) => (a.perBlock ? Math.ceil(len / blockSize) : len);
+    arrays.forEach((a, i) => viewOf(a.data).set(a.data.subarray(lo(a), lo(a) + count(a)), at[i] / a.data.BYTES_PER_ELEMENT));
+    if (sc) run(at, len, kernelBlock);
+    arrays.forEach((a, i) => {
+      const start = at[i] / a.data.BYTES_PER_ELEMENT;
+      if (!a.readOnly) a.data.set(viewOf(a.data).subarray(start, start + count(a)), lo(a));
+    });
   }
 }

@@ -1,6 +1,7 @@
 import { CheckpointError, ConfigError, Rng, ShapeError } from '@smolrate/core';
 import { describe, expect, it } from 'vitest';
 import { AdamW32 } from './adamw32.js';
+import { ADAMW_DEFAULTS, checkLr, resolveAdamWHyper } from './adamw-options.js';
 import { AdamW8bit } from './adamw8bit.js';
 import { SIGNED_CODE, UNSIGNED_CODE } from './quant-tables.js';
 
@@ -382,6 +383,9 @@ describe('AdamW8bit state, options and slices', () => {
     expect(() => new AdamW8bit({ eps: 0 })).toThrow(ConfigError);
     expect(() => new AdamW8bit({ blockSize: 0 })).toThrow(ConfigError);
     expect(() => new AdamW8bit().setLr(NaN)).toThrow(ConfigError);
+    expect(() => new AdamW8bit().step('w', new Float32Array(1), new Float32Array(1), -1)).toThrow(/step lr/);
+    expect(resolveAdamWHyper({ lr: 0 })).toEqual({ ...ADAMW_DEFAULTS, lr: 0 });
+    expect(() => checkLr(Infinity, 'peak lr')).toThrow(/optimizer peak lr must be a finite number >= 0, got Infinity/);
     const opt = new AdamW8bit();
     expect(() => opt.step('w', new Float32Array(10), new Float32Array(9))).toThrow(ShapeError);
     opt.step('w', new Float32Array(10), new Float32Array(10));
@@ -507,5 +511,10 @@ describe('AdamW32', () => {
     copy.step('p', r, g2);
     expect(bitsOf(r)).toEqual(bitsOf(p));
     expect(() => AdamW32.deserialize(new AdamW8bit().serialize())).toThrow(CheckpointError);
+    const eightBit = new AdamW8bit();
+    eightBit.step('w', randn(rng, 4096, 0.1), randn(rng, 4096, 0.01));
+    const state = eightBit.exportState();
+    expect(() => copy.importState({ ...state, meta: { ...state.meta, optimizer: 'AdamW32' } })).toThrow(/fp32 state only/);
+    expect(copy.stateKind('p')).toBe('fp32'); // unchanged
   });
 });

@@ -10,7 +10,7 @@
  * packages/trainer/tests/bench-reference.ts` times them on the same inputs.
  */
 import { flagNumber, parseArgs, Rng, UsageError, type CommandSpec } from '@smolrate/core';
-import { copyThrough8bit, copyThroughFp32, step8bitKernel, stepFp32Kernel, stepScalars, type Q8State, type StepScalars } from './adamw-kernel.js';
+import { step8bitKernel, stepFp32Kernel, stepScalars, type Q8State, type StepScalars } from './adamw-kernel.js';
 import { SIGNED_CODE, UNSIGNED_CODE } from './quant-tables.js';
 
 /** Trainable parameters of the full model (one optimizer step updates all of them). */
@@ -111,8 +111,8 @@ function runOptimizerBench(opts: BenchOptimizerOptions): BenchOptimizerResult {
   // Every step updates the state in place (a real training sequence), from the same gradient.
   const wasm8bit = timeRepeats(params, repeats, (i) => step8bitKernel(param, grad, q8, blockSize, inp.scalars(i + 1)));
   const wasmFp32 = timeRepeats(params, repeats, (i) => stepFp32Kernel(param, grad, m, v, inp.scalars(i + 1)));
-  const copyOnly8bit = timeRepeats(params, repeats, () => copyThrough8bit(param, grad, q8, blockSize));
-  const copyOnlyFp32 = timeRepeats(params, repeats, () => copyThroughFp32(param, grad, m, v));
+  const copyOnly8bit = timeRepeats(params, repeats, () => step8bitKernel(param, grad, q8, blockSize, null));
+  const copyOnlyFp32 = timeRepeats(params, repeats, () => stepFp32Kernel(param, grad, m, v, null));
   const dst = { p: new Float32Array(params), g: new Float32Array(params), mc: new Uint8Array(params), vc: new Uint8Array(params) };
   const memcpyBaseline = timeRepeats(params, repeats, () => {
     dst.p.set(param);

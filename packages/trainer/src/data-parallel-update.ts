@@ -19,7 +19,7 @@ import type { Collective } from './collective.js';
 import type { GradDtype, Watermark } from './grad-transport.js';
 import { sumSquaresKernel } from './reduce-kernel.js';
 import { ownedSlices, planZeroShards, type ShardPart, type ZeroPlan } from './zero-shards.js';
-import type { TensorSlice } from './adamw8bit.js';
+import type { TensorSlice } from './adamw-base.js';
 
 /** A trainable parameter's host copy: a view of `weights` at `offset`. */
 export interface HostParam {

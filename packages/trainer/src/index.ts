@@ -20,6 +20,7 @@ export * from './prefetcher.js';
 export * from './quant-tables.js';
 export * from './adamw-options.js';
 export * from './optimizer-state-file.js';
+export { AdamWBase, type MomentState, type TensorSlice } from './adamw-base.js';
 export * from './adamw8bit.js';
 export * from './adamw32.js';
 export * from './lr-schedule.js';

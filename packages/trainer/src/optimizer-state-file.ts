@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
-import { CheckpointError } from '@smolrate/core';
+import { CheckpointError, compareKeys } from '@smolrate/core';
 import { resolveAdamWHyper, type AdamWHyper } from './adamw-options.js';
 
 export type OptimizerName = 'AdamW8bit' | 'AdamW32';
@@ -226,6 +226,7 @@ export function readOptimizerState(
       p.offset >= 0 &&
       p.offset + p.length <= p.total;
     if (!ok) fail(`malformed parameter entry ${JSON.stringify(p)}`);
+    if (p.kind === '8bit' && optimizer === 'AdamW32') fail(`parameter ${p.name} has 8-bit state; AdamW32 keeps fp32 state only`);
     if (params.has(p.name)) fail(`parameter ${p.name} listed twice`);
     params.set(p.name, {
       meta: { name: p.name, kind: p.kind, length: p.length, step: p.step, offset: p.offset, total: p.total },
@@ -281,7 +282,7 @@ export function mergeOptimizerStates(parts: readonly OptimizerState[], optimizer
   }
   const params: OptimizerParamMeta[] = [];
   const buffers: OptimizerStateBuffer[] = [];
-  for (const name of [...byName.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const name of [...byName.keys()].sort(compareKeys)) {
     const recs = byName.get(name)!.sort((a, b) => a.meta.offset - b.meta.offset);
     const { kind, step, total } = recs[0].meta;
     let next = 0;
@@ -324,7 +325,7 @@ export function sliceOptimizerState(
   const { hyper, params } = readOptimizerState(state, optimizer);
   const metas: OptimizerParamMeta[] = [];
   const buffers: OptimizerStateBuffer[] = [];
-  for (const name of [...params.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+  for (const name of [...params.keys()].sort(compareKeys)) {
     const want = slices.get(name);
     if (want === undefined) continue;
     const { meta, buffers: bufs } = params.get(name)!;

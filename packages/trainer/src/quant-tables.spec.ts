@@ -146,9 +146,9 @@ describe('nearestCode / quantizeBlock / dequantize', () => {
     }
   });
 
-  it('quantizeBlock returns absmax, codes max|x| as ±1 and an all-zero block as the zero code', () => {
-    const x = Float32Array.from([0.5, -2, 1e-3, 0, 2]);
-    const out = new Uint8Array(8).fill(9);
+  it('quantizeBlock returns absmax, codes max|x| as ±1, keeps signs, and codes an all-zero block as the zero code', () => {
+    const x = Float32Array.from([0.5, -2, 1e-3, 0, 2, -1e-9, 1e-9]);
+    const out = new Uint8Array(10).fill(9);
     const absmax = quantizeBlock(SIGNED_CODE, x, out, 2);
     expect(absmax).toBe(2);
     expect([...out]).toEqual([
@@ -159,8 +159,14 @@ describe('nearestCode / quantizeBlock / dequantize', () => {
       nearestCode(SIGNED_CODE, 5e-4),
       127,
       255,
+      126, // a tiny negative value rounds to zero and moves to the first negative code
+      127, // a tiny positive one stays at zero
       9,
     ]);
+    // The unsigned code scales by the largest value (its table has no negatives).
+    const u = new Uint8Array(3);
+    expect(quantizeBlock(UNSIGNED_CODE, Float32Array.from([-3, 1, 0.5]), u)).toBe(1);
+    expect([...u]).toEqual([0, 255, nearestCode(UNSIGNED_CODE, 0.5)]);
     const zeros = new Uint8Array(4).fill(9);
     expect(quantizeBlock(SIGNED_CODE, new Float32Array(4), zeros)).toBe(0);
     expect([...zeros]).toEqual([127, 127, 127, 127]);

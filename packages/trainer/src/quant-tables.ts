@@ -77,18 +77,24 @@ export function tableMidpoints(table: Float32Array): Float32Array {
 const scratchF32 = new Float32Array(1);
 const scratchU32 = new Uint32Array(scratchF32.buffer);
 
-/** float32 bits → a uint32 key in the same order as the values: negatives flipped, sign bit set on positives. */
-function orderKey(bits: number): number {
+/** float32 `x` → a uint32 key of its bits in the same order as the values: negatives flipped, sign bit set on positives. */
+export function orderKey(x: number): number {
+  scratchF32[0] = x;
+  const bits = scratchU32[0];
   return (bits ^ ((bits >> 31) | 0x80000000)) >>> 0;
+}
+
+/** The float32 whose `orderKey` is `key`. */
+export function fromOrderKey(key: number): number {
+  scratchU32[0] = key >= 0x80000000 ? key ^ 0x80000000 : ~key >>> 0;
+  return scratchF32[0];
 }
 
 function buildBucketStart(midpoints: Float32Array): Uint8Array {
   const starts = new Uint8Array(65536);
   for (let b = 0; b < 65536; b++) {
-    const key = (b * 65536) >>> 0; // the lowest key of the bucket
-    scratchU32[0] = key >= 0x80000000 ? key ^ 0x80000000 : ~key >>> 0;
-    // NaN bit patterns at the extremes count 0 midpoints; never looked up for finite inputs.
-    starts[b] = Math.min(countBelow(midpoints, scratchF32[0]), 255);
+    // The bucket's lowest value; NaN bit patterns at the extremes count 0 midpoints.
+    starts[b] = Math.min(countBelow(midpoints, fromOrderKey(b * 65536)), 255);
   }
   return starts;
 }
@@ -124,37 +130,40 @@ export function countBelow(midpoints: Float32Array, x: number): number {
  * Index of the table value nearest to `x` (already divided by absmax): exactly
  * `countBelow(code.midpoints, x)`, found by starting from the count for the bucket of
  * fround(x) (a 64 KiB table keyed by its top 16 bits) and stepping past the few midpoints inside
- * the bucket — about 1 comparison instead of 8 unpredictable ones. `x` must not be NaN.
+ * the bucket — about 1 comparison instead of 8 unpredictable ones. A quiet NaN `x` gives 0.
  */
 export function nearestCode(code: QuantCode, x: number): number {
-  return lookupCode(code.bucketStart, code.midpoints, x);
-}
-
-/** `nearestCode` on the raw arrays (what the optimizer's hot loop calls). */
-export function lookupCode(bucketStart: Uint8Array, midpoints: Float32Array, x: number): number {
-  scratchF32[0] = x;
-  let c = bucketStart[orderKey(scratchU32[0]) >>> 16];
+  const { bucketStart, midpoints } = code;
+  let c = bucketStart[orderKey(x) >>> 16];
   while (c < 255 && midpoints[c] < x) c++;
   return c;
 }
 
 /**
- * Quantises one block: `absmax = max|x|`, then each element to `nearestCode(x / absmax)` (the
- * division in float32) written to `out[outOffset + i]`. An all-zero block (absmax 0) gets the zero
- * code everywhere. Returns absmax.
+ * Quantises one block: absmax = the largest |x| (the largest x for the unsigned code, whose values
+ * are ≥ 0), then each element to `nearestCode(x / absmax)` (the division in float32) written to
+ * `out[outOffset + i]`; an all-zero block (absmax 0) gets the zero code everywhere. With the signed
+ * code a nonzero element keeps its sign: if its nearest code is the zero code or one of the other
+ * sign, it moves one code towards its own sign (bitsandbytes' 8-bit optimizers do this to the first
+ * moment). Returns absmax. This is AdamW8bit's requantisation (tests/adamw-reference.ts).
  */
 export function quantizeBlock(code: QuantCode, x: Float32Array, out: Uint8Array, outOffset = 0): number {
+  const { zeroCode, signed } = code;
   let absmax = 0;
   for (let i = 0; i < x.length; i++) {
-    const a = Math.abs(x[i]);
+    const a = signed ? Math.abs(x[i]) : x[i];
     if (a > absmax) absmax = a;
   }
   if (absmax === 0) {
-    out.fill(code.zeroCode, outOffset, outOffset + x.length);
+    out.fill(zeroCode, outOffset, outOffset + x.length);
     return 0;
   }
-  const { bucketStart, midpoints } = code;
-  for (let i = 0; i < x.length; i++) out[outOffset + i] = lookupCode(bucketStart, midpoints, f(x[i] / absmax));
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    let c = nearestCode(code, f(xi / absmax));
+    if (signed && (xi < 0 ? c >= zeroCode : xi > 0 && c < zeroCode)) c += xi < 0 ? -1 : 1;
+    out[outOffset + i] = c;
+  }
   return absmax;
 }
 

@@ -1,6 +1,6 @@
 /**
- * Before/after: the JS reference loops (adamw-reference.ts, what AdamW8bit ran before the wasm
- * kernel) against the kernel, on the inputs of `bench-optimizer`, plus a byte-identity check of
+ * The JS reference loops (adamw-reference.ts, the specs' oracle for the wasm kernel) against the
+ * kernel, on the inputs of `bench-optimizer`, plus a byte-identity check of
  * one step of each path at that size. Not a test; run with
  *   npx tsx packages/trainer/tests/bench-reference.ts [--params N] [--block-size N] [--repeats N]
  */
