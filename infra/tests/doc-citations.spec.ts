@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { afterAll, describe, expect, it } from 'vitest';
 
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Where code lives: the sources, tests, tools and infra of every project, plus its README. */
 const SCANNED = ['packages/*/src', 'packages/*/tests', 'packages/*/README.md', 'apps/*/src', 'apps/*/tests', 'apps/*/README.md', 'tools', 'infra', 'eslint.config.mjs', 'vitest.config.ts'];
