@@ -53,7 +53,7 @@ export { permutation, Rng, seedFrom, type RngState } from './rng.js';
 export { openStore } from './storage/open-store.js';
 export type { Store } from './storage/store.js';
 export { LocalStore } from './storage/local-store.js';
-export { normalizeStorageUri, parseStorageUri } from './storage/uri.js';
+export { compareKeys, normalizeStorageUri, parseStorageUri } from './storage/uri.js';
 export { isTransientNetworkError, withRetry, type RetryOptions } from './storage/retry.js';
 export { writeFileAtomic } from './storage/atomic-file.js';
 
