@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, DataError, openStore, Rng, ShapeError } from '@smolrate/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FEATURE_HEADER_BYTES, FeatureCache } from './feature-cache.js';
+import { decodeFeatureFile, encodeFeatureFile, FEATURE_HEADER_BYTES, FeatureCache } from './feature-cache.js';
 
 const hex = (s: string) => createHash('sha256').update(s).digest('hex');
 const BACKBONE = hex('backbone A');
@@ -151,5 +151,64 @@ describe('FeatureCache', () => {
     } finally {
       for (const { key } of await s3.list()) await s3.delete(key);
     }
+  });
+});
+
+describe('encodeFeatureFile / decodeFeatureFile', () => {
+  const IMAGE = hex('codec image');
+  const URI = 'file:///cache/ab/codec-image.f32';
+  const expected = { backboneHash: BACKBONE, imageHash: IMAGE, tokens: N, dim: D };
+
+  it('round-trips the values bit for bit, from a view and into a fresh array', () => {
+    const data = features(11);
+    data[0] = -0;
+    data[1] = 1e-42; // a subnormal
+    data[2] = NaN;
+    const padded = new Float32Array(data.length + 2);
+    padded.set(data, 1);
+    const bytes = encodeFeatureFile(BACKBONE, IMAGE, N, D, padded.subarray(1, 1 + data.length));
+    expect(bytes.equals(encodeFeatureFile(BACKBONE, IMAGE, N, D, data))).toBe(true); // same inputs, same bytes
+    expect(bytes.length).toBe(FEATURE_HEADER_BYTES + 4 * N * D);
+
+    const unaligned = Buffer.concat([Buffer.from([0xee]), bytes]).subarray(1);
+    const back = decodeFeatureFile(unaligned, expected, URI);
+    expect(sameBits(back, data)).toBe(true);
+    unaligned.fill(0, FEATURE_HEADER_BYTES); // the decoded array does not share the file's memory
+    expect(sameBits(back, data)).toBe(true);
+  });
+
+  it('rejects an entry of another backbone, image or shape, or of the wrong length, naming the uri', () => {
+    const bytes = encodeFeatureFile(BACKBONE, IMAGE, N, D, features(12));
+    const rejects = (b: Buffer, why: RegExp, exp = expected) => {
+      expect(() => decodeFeatureFile(b, exp, URI)).toThrow(DataError);
+      expect(() => decodeFeatureFile(b, exp, URI)).toThrow(`feature cache entry ${URI}: `);
+      expect(() => decodeFeatureFile(b, exp, URI)).toThrow(why);
+    };
+    rejects(bytes, new RegExp(`backbone hash ${BACKBONE}, expected ${OTHER_BACKBONE}`), { ...expected, backboneHash: OTHER_BACKBONE });
+    rejects(bytes, new RegExp(`image hash ${IMAGE}, expected ${hex('other image')}`), { ...expected, imageHash: hex('other image') });
+    rejects(bytes, /shape \[36, 8\], expected \[35, 8\]/, { ...expected, tokens: N - 1 });
+    rejects(bytes, /shape \[36, 8\], expected \[36, 16\]/, { ...expected, dim: 2 * D });
+    rejects(bytes.subarray(0, bytes.length - 1), new RegExp(`${bytes.length - 1} bytes, expected ${bytes.length} for \\[36, 8\\] float32`));
+    rejects(Buffer.concat([bytes, Buffer.alloc(4)]), new RegExp(`${bytes.length + 4} bytes, expected ${bytes.length}`));
+    rejects(bytes.subarray(0, 40), /40 bytes, shorter than the 80-byte header/);
+  });
+
+  // The header is checked field by field; the N·D values carry no checksum of their own.
+  it('rejects a flipped bit in each header field, saying which field is wrong', () => {
+    const bytes = encodeFeatureFile(BACKBONE, IMAGE, N, D, features(13));
+    const fields: Array<[number, RegExp]> = [
+      [0, /bad magic/],
+      [4, /format version 2, expected 1/],
+      [8, /shape \[37, 8\]/],
+      [12, /shape \[36, 9\]/],
+      [16 + 31, /backbone hash/],
+      [48, /image hash/],
+    ];
+    for (const [offset, why] of fields) {
+      const flipped = Buffer.from(bytes);
+      flipped[offset] ^= offset === 4 ? 0x03 : 0x01;
+      expect(() => decodeFeatureFile(flipped, expected, URI)).toThrow(why);
+    }
+    expect(sameBits(decodeFeatureFile(bytes, expected, URI), features(13))).toBe(true);
   });
 });
