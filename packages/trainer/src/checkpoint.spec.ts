@@ -1,11 +1,22 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CheckpointError } from '@smolrate/core';
+import { CheckpointError, ConfigError } from '@smolrate/core';
 import { initBackend, loadModelDir, presetConfig, SmolVLMRegressor, TINY_TOKENIZER_URL } from '@smolrate/model';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readPointer, readTrainerFiles, TRAINER_STATE_FORMAT, verifyCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
-import { readdir } from 'node:fs/promises';
+import {
+  checkpointName,
+  checkpointsDir,
+  pruneCheckpoints,
+  readPointer,
+  readTrainerFiles,
+  resumeCheckpoint,
+  TRAINER_STATE_FORMAT,
+  TRAINER_STATE_FILE,
+  verifyCheckpoint,
+  writeCheckpoint,
+  type TrainerState,
+} from './checkpoint.js';
 import { resolveTrainerConfig } from './config.js';
 import { Replica } from './replica.js';
 
@@ -82,5 +93,79 @@ describe('checkpoints', () => {
     // keep 0 keeps everything
     await writeCheckpoint({ runDir: run, model, tokenizerJson: null, optimizer: Buffer.from([7]), state: state(7), best: false, keep: 0 });
     expect(await names()).toEqual(['step-5', 'step-6', 'step-7']);
+  });
+});
+
+describe('checkpoint paths', () => {
+  it('names step folders step-<n> under <run>/checkpoints', () => {
+    expect(checkpointsDir('/runs/a')).toBe(join('/runs/a', 'checkpoints'));
+    expect(checkpointName(0)).toBe('step-0');
+    expect(checkpointName(1250)).toBe('step-1250');
+  });
+});
+
+describe('pruneCheckpoints', () => {
+  /** A run folder holding empty step folders and the given pointers. */
+  async function runWith(name: string, folders: string[], pointers: { latest?: string; best?: string }): Promise<string> {
+    const run = join(dir, name);
+    for (const f of folders) await mkdir(join(checkpointsDir(run), f), { recursive: true });
+    for (const [p, target] of Object.entries(pointers)) await writeFile(join(checkpointsDir(run), p), `${target}\n`);
+    return run;
+  }
+  const listing = async (run: string) => (await readdir(checkpointsDir(run))).sort();
+
+  it('keeps the newest by step number (not by name) plus the pinned ones, and returns what it removed', async () => {
+    const run = await runWith('prune-direct', ['step-1', 'step-2', 'step-3', 'step-9', 'step-10', 'step-x', '.step-11.tmp-ab12'], { latest: 'step-10', best: 'step-2' });
+    expect(await pruneCheckpoints(run, 2)).toEqual(['step-3', 'step-1']);
+    expect(await listing(run)).toEqual(['.step-11.tmp-ab12', 'best', 'latest', 'step-10', 'step-2', 'step-9', 'step-x']);
+    expect(await pruneCheckpoints(run, 2)).toEqual([]); // nothing left to prune
+  });
+
+  it('never removes the folder latest names, even when it is not among the newest', async () => {
+    const run = await runWith('prune-latest', ['step-4', 'step-5', 'step-6', 'step-7'], { latest: 'step-4' });
+    expect(await pruneCheckpoints(run, 1)).toEqual(['step-6', 'step-5']);
+    expect(await listing(run)).toEqual(['latest', 'step-4', 'step-7']);
+  });
+
+  it('with no pointers yet keeps exactly the newest', async () => {
+    const run = await runWith('prune-unpinned', ['step-1', 'step-2', 'step-3'], {});
+    expect(await pruneCheckpoints(run, 1)).toEqual(['step-2', 'step-1']);
+    expect(await listing(run)).toEqual(['step-3']);
+  });
+
+  it('removes nothing when a pointer is unreadable', async () => {
+    const run = await runWith('prune-bad-pointer', ['step-1', 'step-2', 'step-3'], { latest: 'step-3', best: 'nonsense' });
+    await expect(pruneCheckpoints(run, 1)).rejects.toThrow(CheckpointError);
+    expect(await listing(run)).toEqual(['best', 'latest', 'step-1', 'step-2', 'step-3']);
+  });
+});
+
+describe('resumeCheckpoint', () => {
+  const config = (run: string, overrides: Record<string, unknown> = {}) => resolveTrainerConfig({ overrides: { data: '/d', run, ...overrides } });
+
+  it('is null before the first checkpoint, then the one latest names', async () => {
+    const run = join(dir, 'resume');
+    expect(await resumeCheckpoint(config(run))).toBeNull();
+    const write = (step: number) => writeCheckpoint({ runDir: run, model, tokenizerJson: null, optimizer: Buffer.from([step]), state: state(step), best: step === 3 });
+    await write(3);
+    const last = await write(5);
+    expect(await resumeCheckpoint(config(run))).toBe(last);
+    // Keys a resume may change (here the micro-batch) are not compared.
+    expect(await resumeCheckpoint(config(run, { microBatch: 4 }))).toBe(last);
+  });
+
+  it("refuses a config that changes the checkpoint's trajectory, and a trainer state of another format", async () => {
+    const run = join(dir, 'resume');
+    const last = join(checkpointsDir(run), 'step-5');
+    await expect(resumeCheckpoint(config(run, { peakLr: 1e-3 }))).rejects.toThrow(ConfigError);
+    await expect(resumeCheckpoint(config(run, { peakLr: 1e-3 }))).rejects.toThrow(`--resume from ${last} cannot change what the run was started with: peakLr (--peak-lr): checkpoint 0.0004, given 0.001`);
+
+    const file = join(last, TRAINER_STATE_FILE);
+    const saved = JSON.parse(await readFile(file, 'utf8')) as TrainerState;
+    await writeFile(file, JSON.stringify({ ...saved, format: 'smolrate-trainer-state/0' }));
+    await expect(resumeCheckpoint(config(run))).rejects.toThrow(CheckpointError);
+    await expect(resumeCheckpoint(config(run))).rejects.toThrow(`${file}: format "smolrate-trainer-state/0", expected ${TRAINER_STATE_FORMAT}`);
+    await writeFile(file, '{ not json');
+    await expect(resumeCheckpoint(config(run))).rejects.toThrow(`${file} is unreadable`);
   });
 });
