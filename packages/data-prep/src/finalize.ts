@@ -10,6 +10,7 @@
  * the same data differ.
  */
 import {
+  compareKeys,
   DataError,
   type JsonValue,
   type Manifest,
@@ -39,10 +40,6 @@ export function manifestConfig(cfg: DataPrepConfig): JsonValue {
   const { concurrency: _c, cacheDir: _cache, ...images } = rest.images;
   // Inputs as canonical URIs: `data/` and `/abs/data` name the same files.
   return { ...rest, input: rest.input.map((u) => normalizeStorageUri(u)), images } as unknown as JsonValue;
-}
-
-function compareStr(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function add(into: Record<string, number>, key: string, n = 1): void {
@@ -102,7 +99,7 @@ export function countBuild(selects: readonly SelectResult[], plan: Plan, shards:
     read += c.read;
     kept += c.kept;
   }
-  const sortedReasons = Object.fromEntries(Object.entries(byReason).sort((a, b) => compareStr(a[0], b[0])));
+  const sortedReasons = Object.fromEntries(Object.entries(byReason).sort((a, b) => compareKeys(a[0], b[0])));
   return { read, kept, rejected: { byReason: sortedReasons }, perCategory };
 }
 
@@ -145,7 +142,7 @@ export async function finalizeBuild(opts: FinalizeOptions): Promise<Manifest> {
     const list: ShardInfo[] = shards
       .filter((r) => r.shard !== null && r.file.startsWith(`${name}/`))
       .map((r) => r.shard!)
-      .sort((a, b) => compareStr(a.file, b.file));
+      .sort((a, b) => compareKeys(a.file, b.file));
     return { shards: list, rows: list.reduce((s, i) => s + i.rows, 0) };
   };
 
@@ -154,7 +151,7 @@ export async function finalizeBuild(opts: FinalizeOptions): Promise<Manifest> {
     toolVersion: toolVersion(),
     seed: cfg.seed,
     config: manifestConfig(cfg),
-    inputs: selects.map((s) => ({ uri: s.source, records: s.read })).sort((a, b) => compareStr(a.uri, b.uri)),
+    inputs: selects.map((s) => ({ uri: s.source, records: s.read })).sort((a, b) => compareKeys(a.uri, b.uri)),
     counts,
     splits: { train: split('train'), val: split('val') },
   };

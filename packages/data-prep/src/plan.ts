@@ -15,7 +15,7 @@
  * Memory: one Map entry per kept parent_asin (the duplicate check; ~16 M entries at the paper's
  * scale, about 1–1.5 GB), plus the validation items. Chunks are read one at a time.
  */
-import { DataError, type Logger, type RejectRecord, rejectLine, silentLogger, type Store } from '@smolrate/core';
+import { compareKeys, DataError, type Logger, rejectLine, type RejectRecord, silentLogger, type Store } from '@smolrate/core';
 import type { DataPrepConfig } from './config.js';
 import type { SelectResult } from './select.js';
 import { REJECT_REASONS, type Item } from './types.js';
@@ -65,13 +65,9 @@ export interface Plan {
   tasks: BuildTask[];
 }
 
-function compareStr(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** SelectResults sorted by category; two inputs with the same category are an error. */
 function sortSelectResults(results: readonly SelectResult[]): SelectResult[] {
-  const sorted = [...results].sort((a, b) => compareStr(a.category, b.category));
+  const sorted = [...results].sort((a, b) => compareKeys(a.category, b.category));
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].category === sorted[i - 1].category) {
       throw new DataError(`two inputs have the category ${sorted[i].category}: ${sorted[i - 1].source} and ${sorted[i].source}`);
@@ -95,7 +91,7 @@ export function chooseValidation(results: readonly SelectResult[], valSize: numb
       best.set(parent_asin, score);
     }
   }
-  const all = [...best.entries()].sort((a, b) => a[1] - b[1] || compareStr(a[0], b[0]));
+  const all = [...best.entries()].sort((a, b) => a[1] - b[1] || compareKeys(a[0], b[0]));
   const out = new Map<string, number>();
   all.slice(0, valSize).forEach(([asin], rank) => out.set(asin, rank));
   return out;
@@ -171,7 +167,7 @@ export async function planBuild(opts: PlanOptions): Promise<Plan> {
           file: trainShardFile(r.category, ci),
           chunkKey: chunk.key,
           chunkRows: items.length,
-          exclude: exclude.sort(compareStr),
+          exclude: exclude.sort(compareKeys),
           rows,
         });
       }

@@ -27,7 +27,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { canonicalJson, ConfigError, rejectLine, seedFrom, type Logger, type RejectRecord, type Store } from '@smolrate/core';
+import { canonicalJson, compareKeys, ConfigError, type Logger, rejectLine, type RejectRecord, seedFrom, type Store } from '@smolrate/core';
 import { BoundedHeap } from './bounded-heap.js';
 import type { DataPrepConfig } from './config.js';
 import { readLines, TruncatedInputError } from './line-reader.js';
@@ -102,11 +102,10 @@ interface Held {
   holders: number;
 }
 
-const cmpAsin = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 /** Top-K: more ratings first, ties by parent_asin ascending. */
-const topOrder = (a: Held, b: Held): number => b.rating - a.rating || cmpAsin(a.asin, b.asin);
+const topOrder = (a: Held, b: Held): number => b.rating - a.rating || compareKeys(a.asin, b.asin);
 /** Bottom-K: fewer ratings first, ties by parent_asin ascending. */
-const bottomOrder = (a: Held, b: Held): number => a.rating - b.rating || cmpAsin(a.asin, b.asin);
+const bottomOrder = (a: Held, b: Held): number => a.rating - b.rating || compareKeys(a.asin, b.asin);
 
 const PROGRESS_EVERY = 10_000;
 const ASIN_IN_TEXT = /"parent_asin"\s*:\s*"([^"\\]{1,64})"/;

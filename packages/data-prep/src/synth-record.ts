@@ -7,7 +7,7 @@
  */
 import type { Rng } from '@smolrate/core';
 import { imageSpec, type CorruptKind, type SynthImageFormat, type SynthImageSpec } from './synth-images.js';
-import { descriptionFeature, latentRating, SYNTH_SHAPES, synthCategoryOffset, type LatentRating, type ShapeKind } from './synth-rating.js';
+import { descriptionFeature, latentRating, SYNTH_SHAPES, synthCategoryOffset, type LatentFeatures, type LatentRating, type ShapeKind } from './synth-rating.js';
 import {
   brandName,
   categoryProfile,
@@ -65,13 +65,7 @@ export interface TruthRecord {
   main_category: string | null;
   average_rating: number | null;
   rating_number: number | null;
-  latent: {
-    warmth: number;
-    shape: ShapeKind;
-    clutter: number;
-    titlePositive: number;
-    titleNegative: number;
-    descriptionChars: number;
+  latent: Omit<LatentFeatures, 'category' | 'ratingNumber'> & {
     descriptionFeature: number;
     categoryOffset: number;
     /** The standard-normal draw of the noise term. */

@@ -24,7 +24,7 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { ConfigError, Rng, StorageError } from '@smolrate/core';
+import { compareKeys, ConfigError, Rng, StorageError } from '@smolrate/core';
 import { renderImage, type SynthImageFormat } from './synth-images.js';
 import { buildRecord, type RecordInput, type TruthRecord } from './synth-record.js';
 import { synthReadme } from './synth-readme.js';
@@ -340,7 +340,7 @@ export async function generateSynthetic(options: SynthOptions): Promise<SynthSum
     imageBaseUrl: o.imageBaseUrl,
     files,
     traps: plan.counts,
-    fates: Object.fromEntries(Object.entries(fates).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+    fates: Object.fromEntries(Object.entries(fates).sort(([a], [b]) => compareKeys(a, b))),
     images,
     ratings: {
       count: n,

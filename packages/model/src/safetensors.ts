@@ -9,7 +9,7 @@
  */
 import { open } from 'node:fs/promises';
 import { constants as bufferConstants } from 'node:buffer';
-import { CheckpointError } from '@smolrate/core';
+import { CheckpointError, compareKeys } from '@smolrate/core';
 import type { StateDict } from './state-dict.js';
 
 /** The reference implementation refuses headers above 100 MB (`MAX_HEADER_SIZE`). */
@@ -45,7 +45,6 @@ function fail(message: string, cause?: unknown): never {
   throw new CheckpointError(`safetensors: ${message}`, cause === undefined ? undefined : { cause });
 }
 
-const byCodeUnit = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 function shapeSize(shape: readonly number[], what: string): number {
   let n = 1;
@@ -206,7 +205,7 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsContents {
   }
   const tensors: StateDict = new Map();
   // Keep the header's key order out of it: the map is ordered by name, like the writer.
-  for (const e of [...entries].sort((a, b) => byCodeUnit(a.name, b.name))) {
+  for (const e of [...entries].sort((a, b) => compareKeys(a.name, b.name))) {
     tensors.set(e.name, { shape: e.shape, data: decode(bytes, e, dataStart + e.begin) });
   }
   return { tensors, metadata };
@@ -288,7 +287,7 @@ export function stateDictSources(dict: StateDict): TensorSource[] {
  * before taking the next holds one tensor at a time; `Buffer.concat([...chunks])` is the file.
  */
 export function* safetensorsChunks(tensors: readonly TensorSource[], metadata?: Record<string, string>): Generator<Uint8Array, void, undefined> {
-  const sorted = [...tensors].sort((a, b) => byCodeUnit(a.name, b.name));
+  const sorted = [...tensors].sort((a, b) => compareKeys(a.name, b.name));
   // The JSON is assembled by hand: an object would move index-like keys ("0", "7") to the front.
   const parts: string[] = [];
   if (metadata !== undefined) {

@@ -99,13 +99,8 @@ export class LocalStore implements Store {
     return this.putStream(key, source, opts);
   }
 
-  async getFile(key: string, localPath: string): Promise<{ size: number }> {
-    const source = await this.createReadStream(key);
-    try {
-      return await writeFileAtomic(localPath, source);
-    } catch (e) {
-      throw toFileWriteError(e, pathToFileURL(localPath).href);
-    }
+  getFile(key: string, localPath: string): Promise<{ size: number }> {
+    return downloadToFile(this, key, localPath);
   }
 
   async list(prefix = ''): Promise<ListEntry[]> {
@@ -183,6 +178,16 @@ export class LocalStore implements Store {
       const err = toLocalStorageError(e, this.uriOf(key), 'delete');
       if (!(err instanceof NotFoundError)) throw err;
     }
+  }
+}
+
+/** A store's object written atomically to a local file, with typed errors naming the file (every store's getFile). */
+export async function downloadToFile(store: Pick<Store, 'createReadStream'>, key: string, localPath: string): Promise<{ size: number }> {
+  const source = await store.createReadStream(key);
+  try {
+    return await writeFileAtomic(localPath, source);
+  } catch (e) {
+    throw toFileWriteError(e, pathToFileURL(localPath).href);
   }
 }
 

@@ -18,11 +18,8 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { stat } from 'node:fs/promises';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { pathToFileURL } from 'node:url';
 import { NotFoundError, SmolrateError, StorageError } from '../errors.js';
-import { writeFileAtomic } from './atomic-file.js';
-import { toFileWriteError } from './fs-errors.js';
-import { openLocalFile } from './local-store.js';
+import { downloadToFile, openLocalFile } from './local-store.js';
 import { resumableReadStream } from './resumable-read-stream.js';
 import type { RetryOptions } from './retry.js';
 import { createS3Client, type S3ClientOptions } from './s3-client.js';
@@ -223,13 +220,8 @@ export class S3Store implements Store {
     return this.upload(key, source, partSize, opts);
   }
 
-  async getFile(key: string, localPath: string): Promise<{ size: number }> {
-    const source = await this.createReadStream(key);
-    try {
-      return await writeFileAtomic(localPath, source);
-    } catch (e) {
-      throw toFileWriteError(e, pathToFileURL(localPath).href);
-    }
+  getFile(key: string, localPath: string): Promise<{ size: number }> {
+    return downloadToFile(this, key, localPath);
   }
 
   async list(prefix = ''): Promise<ListEntry[]> {
