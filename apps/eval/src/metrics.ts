@@ -5,7 +5,7 @@
  *  - constant predictions or constant targets → correlations are undefined: `plcc`, `srcc` and
  *    `plccPlus` are null and `degenerate` says why (RMSE / MAE are still given).
  */
-import { DataError, regressionMetrics, type RegressionMetrics } from '@smolrate/core';
+import { compareKeys, DataError, regressionMetrics, type RegressionMetrics } from '@smolrate/core';
 
 function check(targets: ArrayLike<number>, predictions: ArrayLike<number>): void {
   if (targets.length !== predictions.length) {
@@ -45,5 +45,5 @@ export function metricsByCategory(rows: ReadonlyArray<{ category: string; target
     if (g.t.length < 2) out.push({ category, n: g.t.length, note: 'fewer than 2 rows' });
     else out.push({ ...reportMetrics(g.t, g.p), category });
   }
-  return out.sort((a, b) => b.n - a.n || (a.category < b.category ? -1 : a.category > b.category ? 1 : 0));
+  return out.sort((a, b) => b.n - a.n || compareKeys(a.category, b.category));
 }

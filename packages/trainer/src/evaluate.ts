@@ -7,12 +7,14 @@ import { regressionMetrics } from '@smolrate/core';
 import type { SmolVLMRegressor } from '@smolrate/model';
 import type { BatchBuilder, TrainingBatch } from './batches.js';
 
+/** The cached image features of a built batch, [B, N, D] (the caller disposes it). */
+function featureTensor(b: TrainingBatch): tf.Tensor3D {
+  return tf.tensor3d(b.imageFeatures, [b.batchSize, b.imageTokens, b.featureDim]);
+}
+
 /** Tensors of a built batch (the caller disposes them); the tokens stay host arrays (the model's TokenBatch is `b`). */
 export function batchTensors(b: TrainingBatch): { imageFeatures: tf.Tensor3D; targets: tf.Tensor1D } {
-  return {
-    imageFeatures: tf.tensor3d(b.imageFeatures, [b.batchSize, b.imageTokens, b.featureDim]), // [B, N, D]
-    targets: tf.tensor1d(b.targets),
-  };
+  return { imageFeatures: featureTensor(b), targets: tf.tensor1d(b.targets) };
 }
 
 export interface Predictions {
@@ -26,16 +28,16 @@ export async function predictSplit(model: SmolVLMRegressor, builder: BatchBuilde
   for (let start = 0; start < numSamples; start += batchSize) {
     const indices = Array.from({ length: Math.min(batchSize, numSamples - start) }, (_, i) => start + i);
     const batch = await builder.build(indices);
-    const t = batchTensors(batch);
+    const imageFeatures = featureTensor(batch); // the targets stay on the host: no loss here
     try {
-      const out = model.forward({ tokens: batch, imageFeatures: t.imageFeatures }, { training: false });
+      const out = model.forward({ tokens: batch, imageFeatures }, { training: false });
       try {
         predictions.set((await out.rating.data()) as Float32Array, start);
       } finally {
         tf.dispose([out.pooled, out.logit, out.rating]);
       }
     } finally {
-      tf.dispose([t.imageFeatures, t.targets]);
+      imageFeatures.dispose();
     }
     targets.set(batch.targets, start);
   }
