@@ -13,7 +13,7 @@ import { CollectiveError } from '@smolrate/core';
 
 const RESULT_PREFIX = 'BENCH_RESULT ';
 
-export type BenchWorkerKind = 'allreduce' | 'step';
+export type BenchWorkerKind = 'allreduce' | 'step' | 'data';
 
 /** How to start a worker: the built entry, or the TypeScript source through tsx's loader. */
 function workerCommand(): { script: string; execArgv: string[] } {
@@ -26,16 +26,17 @@ function workerCommand(): { script: string; execArgv: string[] } {
 export interface SpawnBenchOptions {
   kind: BenchWorkerKind;
   workers: number;
-  redisUrl: string;
+  /** Redis of the collective; null for workers that need none (the data benchmark). */
+  redisUrl: string | null;
   params: object;
   onWorkerStderr?: (rank: number, text: string) => void;
 }
 
-/** Runs the workers to the end; returns the run id and rank 0's result (parsed JSON). */
-export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId: string; result: T }> {
+/** Runs the workers to the end; returns the run id and rank 0's result (parsed JSON), and each rank's where ranks report their own. */
+export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId: string; result: T; perRank: Array<T | undefined> }> {
   const runId = `bench-${randomBytes(4).toString('hex')}`;
   const { script, execArgv } = workerCommand();
-  let resultLine: string | undefined;
+  const resultLines: Array<string | undefined> = [];
   const children = [...Array(o.workers).keys()].map((rank) => {
     const child = spawn(process.execPath, [...execArgv, script, o.kind], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -45,7 +46,7 @@ export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId:
         LOCAL_RANK: String(rank),
         WORLD_SIZE: String(o.workers),
         SMOLRATE_RUN_ID: runId,
-        REDIS_URL: o.redisUrl,
+        ...(o.redisUrl === null ? {} : { REDIS_URL: o.redisUrl }),
         SMOLRATE_BENCH: JSON.stringify(o.params),
       },
     });
@@ -54,7 +55,7 @@ export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId:
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
       const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-      if (line !== undefined) resultLine = line.slice(RESULT_PREFIX.length);
+      if (line !== undefined) resultLines[rank] = line.slice(RESULT_PREFIX.length);
     });
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -74,11 +75,12 @@ export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId:
     }),
   );
   if (failure !== undefined) throw new CollectiveError(failure);
-  if (resultLine === undefined) throw new CollectiveError('bench: rank 0 reported no result');
-  return { runId, result: JSON.parse(resultLine) as T };
+  if (resultLines[0] === undefined) throw new CollectiveError('bench: rank 0 reported no result');
+  const perRank = Array.from({ length: o.workers }, (_, r) => (resultLines[r] === undefined ? undefined : (JSON.parse(resultLines[r]!) as T)));
+  return { runId, result: perRank[0]!, perRank };
 }
 
-/** Rank 0's report line (called by the workers). */
+/** A worker's report line (rank 0's in the collective benchmarks; every rank's in the data benchmark). */
 export function reportBenchResult(value: unknown): void {
   process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(value)}\n`);
 }

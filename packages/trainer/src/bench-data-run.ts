@@ -1,0 +1,226 @@
+/**
+ * The work of `bench-data` (bench-data.ts has the options and the command): builds the synthetic
+ * index and packed cache, measures the raw read rate, runs the ranks (bench-worker-main `data`)
+ * and reports. A rank runs `runDataBenchWorker`: one epoch of the trainer's data path.
+ */
+import { statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { formatDuration } from '@smolrate/core';
+import { imageTokenCount, presetConfig } from '@smolrate/model';
+import { freeBytes, PAPER_SAMPLES, removeScratch, scratchDir, syntheticRow, type BenchDataOptions } from './bench-data.js';
+import { reportBenchResult, runBenchWorkers } from './bench-workers.js';
+import { GlobalSampler } from './sampler.js';
+import { Prefetcher } from './prefetcher.js';
+
+export interface DataRankReport {
+  rank: number;
+  samples: number;
+  seconds: number;
+  /** process.resourceUsage().maxRSS, bytes. */
+  peakRssBytes: number;
+  /** Resident bytes of the loaded sample index (its typed arrays). */
+  indexBytes: number;
+}
+
+export interface DataRun {
+  samples: number;
+  ranks: number;
+  /** Samples of the epoch over all ranks / the slowest rank's seconds. */
+  samplesPerSecond: number;
+  /** samplesPerSecond / the raw read rate in samples (raw bytes/s ÷ entry bytes). */
+  readRatio: number;
+  /** Highest peak RSS of the ranks. */
+  peakRssBytes: number;
+  perRank: DataRankReport[];
+}
+
+export interface BenchDataResult {
+  samples: number;
+  geometry: string;
+  dtype: string;
+  tokens: number;
+  dim: number;
+  cacheSamples: number;
+  shardRows: number;
+  /** Index file and resident bytes per sample (at N). */
+  indexFileBytesPerSample: number;
+  indexResidentBytesPerSample: number;
+  /** Packed cache bytes per image: the formula, and the files on disk ÷ cached images. */
+  cacheBytesPerImage: number;
+  cacheDiskBytesPerImage: number;
+  diskBytes: number;
+  rawReadBytesPerSecond: number;
+  rawSamplesPerSecond: number;
+  emptyRssBytes: number;
+  runs: DataRun[];
+  /** Per rank count: (peak RSS at N − at N/4) ÷ (3N/4), bytes per sample. */
+  rssGrowthPerSample: Record<number, number>;
+  extrapolation: { samples: number; indexBytesPerRank: number; cacheBytes: number; cacheFiles: number; epochSecondsPerRank: Record<number, number> };
+  seconds: { index: number; cache: number; raw: number; runs: number };
+}
+
+export interface DataWorkerParams {
+  geometry: string;
+  dtype: string;
+  samples: number;
+  indexPath: string | null;
+  cacheDir: string;
+  cacheSamples: number;
+  shardRows: number;
+  globalBatch: number;
+  prefetch: number;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult> {
+  const say = o.onProgress ?? (() => undefined);
+  const cfg = presetConfig(o.geometry);
+  const tokens = imageTokenCount(cfg);
+  const dim = cfg.text.hiddenSize;
+  const perImage = packedBytesPerImage(tokens, dim, o.dtype);
+  const { dir, owned } = scratchDir(o);
+  const quarter = Math.floor(o.samples / 4);
+  try {
+    const fit = Math.floor((0.5 * freeBytes(dir)) / perImage);
+    const cacheSamples = Math.min(o.samples, o.cacheSamples ?? fit);
+    if (cacheSamples < 1) throw new Error(`bench-data: no room for a feature cache in ${dir}`);
+    say(`scratch ${dir}; ${o.samples.toLocaleString('en-US')} samples, ${o.geometry} features [${tokens}, ${dim}] ${o.dtype} = ${perImage} B/image; cache of ${cacheSamples.toLocaleString('en-US')} images${cacheSamples < o.samples ? ' (sample i reads entry i mod C: a full cache would not fit half the free disk)' : ''}`);
+
+    // 1. Sample indexes at N/4 and N.
+    const t1 = performance.now();
+    const indexPaths: Record<number, string> = {};
+    for (const n of [quarter, o.samples]) {
+      indexPaths[n] = join(dir, `index-${n}.sridx`);
+      await writeSyntheticIndex(indexPaths[n], n, (i) => syntheticRow(cfg, o.textTokens, i), say);
+    }
+    const indexFileBytes = statSync(indexPaths[o.samples]).size;
+    const tIndex = (performance.now() - t1) / 1000;
+
+    // 2. The packed cache, one file per shard.
+    const t2 = performance.now();
+    const cacheDir = join(dir, 'features');
+    await writeSyntheticCache({ dir: cacheDir, tokens, dim, dtype: o.dtype, samples: cacheSamples, shardRows: o.shardRows, say });
+    const files = (await readdir(cacheDir, { recursive: true })).map((f) => join(cacheDir, String(f))).filter((f) => statSync(f).isFile());
+    const diskBytes = files.reduce((s, f) => s + statSync(f).size, 0) + indexFileBytes + statSync(indexPaths[quarter]).size;
+    const cacheBytes = files.reduce((s, f) => s + statSync(f).size, 0);
+    const tCache = (performance.now() - t2) / 1000;
+    say(`cache: ${files.length} files, ${(cacheBytes / 2 ** 30).toFixed(2)} GiB in ${formatDuration(tCache)}; disk in use ${(diskBytes / 2 ** 30).toFixed(2)} GiB`);
+
+    // 3. Raw sequential read of the same files (what the disk and page cache give without us).
+    const t3 = performance.now();
+    const raw = await readSequential(files);
+    const rawReadBytesPerSecond = raw.bytes / raw.seconds;
+    const tRaw = (performance.now() - t3) / 1000;
+    const rawSamplesPerSecond = rawReadBytesPerSecond / entryBytes(tokens, dim, o.dtype);
+    say(`raw sequential read: ${(rawReadBytesPerSecond / 2 ** 20).toFixed(0)} MiB/s = ${rawSamplesPerSecond.toFixed(0)} samples/s`);
+
+    // 4. The ranks: an empty run, then each size × rank count.
+    const t4 = performance.now();
+    const base: Omit<DataWorkerParams, 'samples' | 'indexPath'> = { geometry: o.geometry, dtype: o.dtype, cacheDir, cacheSamples, shardRows: o.shardRows, globalBatch: o.globalBatch, prefetch: o.prefetch };
+    const empty = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: 1, redisUrl: null, params: { ...base, samples: 0, indexPath: null } })).result;
+    const runs: DataRun[] = [];
+    for (const n of [quarter, o.samples]) {
+      for (const w of o.ranks) {
+        say(`epoch of ${n.toLocaleString('en-US')} samples on ${w} rank(s) …`);
+        const result = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: w, redisUrl: null, params: { ...base, samples: n, indexPath: indexPaths[n] } })).perRank.map((r, k) => {
+          if (r === undefined) throw new Error(`bench-data: rank ${k} reported no result`);
+          return r;
+        });
+        const slowest = Math.max(...result.map((r) => r.seconds));
+        const done = result.reduce((s, r) => s + r.samples, 0);
+        const samplesPerSecond = done / slowest;
+        runs.push({ samples: n, ranks: w, samplesPerSecond, readRatio: samplesPerSecond / rawSamplesPerSecond, peakRssBytes: Math.max(...result.map((r) => r.peakRssBytes)), perRank: result });
+        say(`  ${samplesPerSecond.toFixed(0)} samples/s (${(samplesPerSecond / rawSamplesPerSecond).toFixed(2)} × raw), peak RSS ${(Math.max(...result.map((r) => r.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB per rank`);
+      }
+    }
+    const tRuns = (performance.now() - t4) / 1000;
+
+    const rssGrowthPerSample: Record<number, number> = {};
+    for (const w of o.ranks) {
+      const at = (n: number) => runs.find((r) => r.samples === n && r.ranks === w)!;
+      // Median over the ranks of each run's per-rank peak: the ranks of a run hold the same data.
+      rssGrowthPerSample[w] = (median(at(o.samples).perRank.map((r) => r.peakRssBytes)) - median(at(quarter).perRank.map((r) => r.peakRssBytes))) / (o.samples - quarter);
+    }
+    const full = runs.filter((r) => r.samples === o.samples);
+    const indexResident = median(full[0].perRank.map((r) => r.indexBytes)) / o.samples;
+    const epochSecondsPerRank: Record<number, number> = {};
+    for (const r of full) epochSecondsPerRank[r.ranks] = PAPER_SAMPLES / r.samplesPerSecond;
+    return {
+      samples: o.samples,
+      geometry: o.geometry,
+      dtype: o.dtype,
+      tokens,
+      dim,
+      cacheSamples,
+      shardRows: o.shardRows,
+      indexFileBytesPerSample: indexFileBytes / o.samples,
+      indexResidentBytesPerSample: indexResident,
+      cacheBytesPerImage: perImage,
+      cacheDiskBytesPerImage: cacheBytes / cacheSamples,
+      diskBytes,
+      rawReadBytesPerSecond,
+      rawSamplesPerSecond,
+      emptyRssBytes: empty.peakRssBytes,
+      runs,
+      rssGrowthPerSample,
+      extrapolation: {
+        samples: PAPER_SAMPLES,
+        indexBytesPerRank: indexResident * PAPER_SAMPLES,
+        cacheBytes: perImage * PAPER_SAMPLES,
+        cacheFiles: Math.ceil(PAPER_SAMPLES / o.shardRows),
+        epochSecondsPerRank,
+      },
+      seconds: { index: tIndex, cache: tCache, raw: tRaw, runs: tRuns },
+    };
+  } finally {
+    if (owned && !o.keep) removeScratch(dir);
+  }
+}
+
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+
+export function formatBenchData(r: BenchDataResult): string {
+  const lines = [
+    `data path, ${r.samples.toLocaleString('en-US')} samples (and ${Math.floor(r.samples / 4).toLocaleString('en-US')}), features ${r.geometry} [${r.tokens}, ${r.dim}] ${r.dtype}, ${r.shardRows.toLocaleString('en-US')} rows per shard/feature file`,
+    `sample index: ${r.indexResidentBytesPerSample.toFixed(0)} B/sample resident per rank, ${r.indexFileBytesPerSample.toFixed(0)} B/sample on disk`,
+    `feature cache: ${r.cacheBytesPerImage.toLocaleString('en-US')} B/image (${(r.cacheBytesPerImage / 1024).toFixed(1)} KB), ${r.cacheDiskBytesPerImage.toFixed(0)} B/image on disk with headers; ${r.cacheSamples.toLocaleString('en-US')} images cached${r.cacheSamples < r.samples ? ' (sample i reads entry i mod C)' : ''}; disk used ${gib(r.diskBytes)} (removed)`,
+    `raw sequential read of the cache files: ${mib(r.rawReadBytesPerSecond)}/s = ${r.rawSamplesPerSecond.toFixed(0)} samples/s`,
+    `empty run: peak RSS ${mib(r.emptyRssBytes)}`,
+    '',
+    '  samples  ranks  samples/s  × raw  peak RSS/rank  RSS − empty per sample',
+  ];
+  for (const run of r.runs) {
+    lines.push(`${run.samples.toLocaleString('en-US').padStart(10)}  ${String(run.ranks).padStart(5)}  ${run.samplesPerSecond.toFixed(0).padStart(9)}  ${run.readRatio.toFixed(2).padStart(5)}  ${mib(run.peakRssBytes).padStart(13)}  ${((run.peakRssBytes - r.emptyRssBytes) / run.samples).toFixed(0).padStart(10)} B`);
+  }
+  lines.push('');
+  for (const [w, g] of Object.entries(r.rssGrowthPerSample)) lines.push(`peak RSS growth per sample, ${w} rank(s), ${Math.floor(r.samples / 4).toLocaleString('en-US')} → ${r.samples.toLocaleString('en-US')}: ${g.toFixed(0)} B`);
+  const x = r.extrapolation;
+  lines.push(
+    `at ${x.samples.toLocaleString('en-US')} samples: index ${gib(x.indexBytesPerRank)} per rank; feature cache ${gib(x.cacheBytes)} in ${x.cacheFiles.toLocaleString('en-US')} files; one epoch's data path ${Object.entries(x.epochSecondsPerRank).map(([w, s]) => `${formatDuration(s)} with ${w} rank(s)`).join(', ')} at this machine's rates`,
+  );
+  return lines.join('\n');
+}
+
+/** One rank of a data run (bench-worker-main `data`). */
+export async function runDataBenchWorker(): Promise<void> {
+  const p = JSON.parse(process.env.SMOLRATE_BENCH ?? '{}') as DataWorkerParams;
+  const rank = Number(process.env.RANK ?? 0);
+  const worldSize = Number(process.env.WORLD_SIZE ?? 1);
+  const report: DataRankReport = { rank, samples: 0, seconds: 0, peakRssBytes: 0, indexBytes: 0 };
+  if (p.samples > 0) {
+    const cfg = presetConfig(p.geometry);
+    const index = await openIndex(p.indexPath!);
+    report.indexBytes = index.bytesResident;
+    const build = await openBatchBuilder({ cfg, index, p });
+    const sampler = new GlobalSampler({ numSamples: p.samples, seed: 1, globalBatch: p.globalBatch, worldSize, rank });
+    const t0 = performance.now();
+    const batches = new Prefetcher({ keys: sampler.steps({ epoch: 0, step: 0 }, 1), depth: p.prefetch, build: (s) => build(s.indices) });
+    for await (const n of batches) report.samples += n;
+    report.seconds = (performance.now() - t0) / 1000;
+  }
+  report.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  reportBenchResult(report);
+}
