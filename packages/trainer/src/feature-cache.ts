@@ -98,15 +98,13 @@ export interface FeatureGeometry {
 /** What FeatureCache.verify found. */
 export type FeatureFileStatus = { state: 'good' } | { state: 'missing' } | { state: 'bad'; reason: string };
 
-/** A file's header and table, checked. */
+/** What a reader keeps of a checked file: 4 bytes per entry (its crc32) and a few numbers. */
 export interface FeatureFileHeader {
   count: number;
   entryBytes: number;
   dataOffset: number;
   /** crc32 of each entry. */
   crcs: Uint32Array;
-  /** Image SHA-256 of each entry (hex). */
-  imageHashes: string[];
 }
 
 /**
@@ -214,13 +212,8 @@ function parseHeaderAndTable(head: Buffer, table: Buffer, fileSize: number, geom
   const actual = headerCrc(head.subarray(0, HEADER_CRC_AT), table);
   if (stored !== actual) throw new DataError(`feature file ${uri}: header/table crc32 ${actual.toString(16)}, stored ${stored.toString(16)} (corrupted)`);
   const crcs = new Uint32Array(count);
-  const imageHashes = new Array<string>(count);
-  for (let j = 0; j < count; j++) {
-    const rec = j * FEATURE_TABLE_RECORD_BYTES;
-    imageHashes[j] = table.toString('hex', rec, rec + 32);
-    crcs[j] = table.readUInt32LE(rec + 32);
-  }
-  return { count, entryBytes, dataOffset, crcs, imageHashes };
+  for (let j = 0; j < count; j++) crcs[j] = table.readUInt32LE(j * FEATURE_TABLE_RECORD_BYTES + 32);
+  return { count, entryBytes, dataOffset, crcs };
 }
 
 /** Decodes entry bytes into `out` (N·D float32). */
@@ -476,18 +469,18 @@ export class FeatureCache {
     const uri = this.store.uriOf(key);
     let size: number;
     try {
-      size = await this.fileSize(key);
+      size = await this.limiter.run(() => this.fileSize(key));
     } catch (e) {
       if (e instanceof NotFoundError) throw new DataError(`feature file ${uri} is missing: run precomputeFeatures first`, { cause: e });
       throw e;
     }
     if (size < FEATURE_HEADER_BYTES) throw new DataError(`feature file ${uri}: ${size} bytes, shorter than the ${FEATURE_HEADER_BYTES}-byte header (truncated)`);
-    const head = await this.readRange(key, 0, FEATURE_HEADER_BYTES);
+    const head = await this.limiter.run(() => this.readRange(key, 0, FEATURE_HEADER_BYTES));
     const { count } = parseHeader(head, this.geometry, shard, uri);
     const tableBytes = count * FEATURE_TABLE_RECORD_BYTES;
     const expected = featureDataOffset(count) + count * this.entryBytes;
     if (size !== expected) throw new DataError(`feature file ${uri}: ${size} bytes, expected ${expected} (${size < expected ? 'truncated' : 'trailing bytes'})`);
-    const table = tableBytes > 0 ? await this.readRange(key, FEATURE_HEADER_BYTES, tableBytes) : Buffer.alloc(0);
+    const table = tableBytes > 0 ? await this.limiter.run(() => this.readRange(key, FEATURE_HEADER_BYTES, tableBytes)) : Buffer.alloc(0);
     return parseHeaderAndTable(head, table, size, this.geometry, shard, uri);
   }
 

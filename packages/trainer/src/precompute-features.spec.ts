@@ -143,10 +143,15 @@ describe('precomputeFeatures', () => {
     expect(log.warnings).toHaveLength(1);
     expect(log.warnings[0]).toMatch(/old per-image feature cache at .*rebuilt in the packed layout; the old files can be deleted/);
     expect(log.warnings[0]).toContain(cache.store.uriOf(old));
-    // Rank 1 of 2 does not look (one message per run).
+    // One message per run: not again for the next split, nor from rank 1 of 2.
     const log1 = recordingLogger();
-    await precomputeFeatures({ model, dataset, cache, rank: 1, worldSize: 2, log: log1 });
+    await precomputeFeatures({ model, dataset, cache, log: log1 });
+    await precomputeFeatures({ model, dataset, cache: await FeatureCache.forModel(model, { dir: cacheDir, dtype: 'f32' }), rank: 1, worldSize: 2, log: log1 });
     expect(log1.warnings).toEqual([]);
+    // A new cache instance of rank 0 (a later run) says it again.
+    const log2 = recordingLogger();
+    await precomputeFeatures({ model, dataset, cache: await FeatureCache.forModel(model, { dir: cacheDir, dtype: 'f32' }), log: log2 });
+    expect(log2.warnings).toHaveLength(1);
   });
 
   it('refuses a cache made for another backbone or shape', async () => {

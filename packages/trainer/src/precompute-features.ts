@@ -68,6 +68,8 @@ function checkRankOptions(rank: number, worldSize: number, batchSize: number): v
 }
 
 const OLD_LAYOUT_FILE = /^[0-9a-f]{2}\/[0-9a-f]{64}\.f32$/;
+/** Caches already probed for the old layout (train and val share one: one message per run). */
+const probedForOldLayout = new WeakSet<FeatureCache>();
 
 /** The first file of the old per-image layout under the backbone's folder, if any (256 small listings at most). */
 async function findOldLayout(cache: FeatureCache): Promise<string | undefined> {
@@ -103,7 +105,8 @@ export async function precomputeFeatures(options: PrecomputeFeaturesOptions): Pr
   const progress: PrecomputeProgress = { shardsTotal: mine.length, shardsDone: 0, alreadyCached: 0, rebuilt: 0, computed: 0 };
   const report = () => options.onProgress?.({ ...progress });
   log.info('precomputing image features', { rank, worldSize, split: dataset.split, shards: mine.length, dtype: cache.dtype, backbone: hash.slice(0, 12) });
-  if (rank === 0) {
+  if (rank === 0 && !probedForOldLayout.has(cache)) {
+    probedForOldLayout.add(cache);
     const old = await findOldLayout(cache);
     if (old !== undefined) log.warn(`old per-image feature cache at ${cache.store.uriOf(cache.backboneHash)} (e.g. ${old}); features are rebuilt in the packed layout; the old files can be deleted`);
   }
