@@ -8,7 +8,7 @@ import { imageTokenCount, initBackend, loadTokenizer, presetConfig, SmolVLMRegre
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFixtureShards, type ShardSet } from '@smolrate/core/testing';
 import { BatchBuilder, promptItemOf, type TrainingBatch } from './batches.js';
-import { FeatureCache } from './feature-cache.js';
+import { FeatureCache, type FeatureReader } from './feature-cache.js';
 import { Prefetcher } from './prefetcher.js';
 import { GlobalSampler } from './sampler.js';
 import { imageSha256, ShardDataset } from './shard-dataset.js';
@@ -18,12 +18,13 @@ const N = imageTokenCount(cfg); // 36
 const D = cfg.text.hiddenSize; // 64
 // Samples 0 and 7 share an image.
 const IMAGE_OF = [0, 1, 2, 3, 4, 5, 6, 0, 8];
+const BACKBONE = createHash('sha256').update('made-up backbone').digest('hex');
 
 let dir: string;
 let tokenizer: TextTokenizer;
 let build: ShardSet;
 let dataset: ShardDataset;
-let cache: FeatureCache;
+let cache: FeatureReader;
 /** The features stored for each image hash (made up: the builder only moves them). */
 const stored = new Map<string, Float32Array>();
 
@@ -33,16 +34,23 @@ beforeAll(async () => {
   const store = openStore(join(dir, 'shards'));
   build = await writeFixtureShards(store, { root: 'ds', train: [4, 5], imageOf: (i) => IMAGE_OF[i] });
   dataset = await ShardDataset.open({ store, manifest: build.manifest, split: 'train', root: build.root });
-  cache = new FeatureCache({ dir: join(dir, 'features'), backboneHash: createHash('sha256').update('made-up backbone').digest('hex'), tokens: N, dim: D });
+  const packed = new FeatureCache({ dir: join(dir, 'features'), backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'f32' });
   for (const [i, row] of build.rows.train.entries()) {
     const h = imageSha256(row.image);
     if (stored.has(h)) continue;
     const rng = new Rng(5, i);
-    const f = Float32Array.from({ length: N * D }, () => rng.normal());
-    stored.set(h, f);
-    await cache.put(h, f);
+    stored.set(h, Float32Array.from({ length: N * D }, () => rng.normal()));
   }
+  for (const [s, info] of dataset.shards.entries()) {
+    const w = packed.writer(info);
+    const { start, end } = dataset.shardRange(s);
+    for (let i = start; i < end; i++) w.set(i - start, imageSha256(build.rows.train[i].image), stored.get(imageSha256(build.rows.train[i].image))!);
+    await packed.put(info.sha256, w.finish());
+  }
+  cache = packed.reader(dataset.shards);
 });
+
+const locate = (i: number) => dataset.locate(i);
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -63,7 +71,7 @@ describe('promptItemOf', () => {
 
 describe('BatchBuilder', () => {
   it('builds padded token ids with exactly N image tokens per row, the cached features and the targets', async () => {
-    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, dataset });
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, locate, dataset });
     const indices = Uint32Array.from([7, 1, 3, 0, 2]);
     const batch = await builder.build(indices);
     const rows = [...indices].map((i) => build.rows.train[i]);
@@ -101,17 +109,17 @@ describe('BatchBuilder', () => {
   });
 
   it('pads to a fixed length on request', async () => {
-    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, dataset, maxLength: 200, padToMaxLength: true });
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, locate, dataset, maxLength: 200, padToMaxLength: true });
     const batch = await builder.build([4, 5]);
     expect(batch.seqLen).toBe(200);
-    expect(() => new BatchBuilder({ tokenizer, config: cfg, cache, dataset, padToMaxLength: true })).toThrow(ConfigError);
+    expect(() => new BatchBuilder({ tokenizer, config: cfg, cache, locate, dataset, padToMaxLength: true })).toThrow(ConfigError);
   });
 
   it('feeds the model: a forward pass on the built batch runs and leaks no tensor', async () => {
     await initBackend('wasm');
     const model = SmolVLMRegressor.fromSeed(cfg, 3);
     try {
-      const batch = await new BatchBuilder({ tokenizer, config: cfg, cache, dataset }).build([8, 6]);
+      const batch = await new BatchBuilder({ tokenizer, config: cfg, cache, locate, dataset }).build([8, 6]);
       const numTensors = tf.memory().numTensors;
       const ratings = tf.tidy(() => {
         const out = model.forward({ tokens: batch, imageFeatures: tf.tensor3d(batch.imageFeatures, [batch.batchSize, batch.imageTokens, batch.featureDim]) });
@@ -125,18 +133,18 @@ describe('BatchBuilder', () => {
     }
   });
 
-  it('refuses a sample whose image has no cached features, and a cache of the wrong shape', async () => {
-    const empty = new FeatureCache({ dir: join(dir, 'empty'), backboneHash: cache.backboneHash, tokens: N, dim: D });
-    const builder = new BatchBuilder({ tokenizer, config: cfg, cache: empty, dataset });
+  it('refuses a sample whose shard has no feature file, and a cache of the wrong shape', async () => {
+    const empty = new FeatureCache({ dir: join(dir, 'empty'), backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'f32' }).reader(dataset.shards);
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache: empty, locate, dataset });
     await expect(builder.build([2])).rejects.toThrow(DataError);
-    await expect(builder.build([2])).rejects.toThrow(/sample 2 .*precomputeFeatures/);
-    const narrow = new FeatureCache({ dir: join(dir, 'empty'), backboneHash: cache.backboneHash, tokens: N, dim: D - 1 });
-    expect(() => new BatchBuilder({ tokenizer, config: cfg, cache: narrow, dataset })).toThrow(ConfigError);
+    await expect(builder.build([2])).rejects.toThrow(/feature file .* is missing: run precomputeFeatures/);
+    const narrow = new FeatureCache({ dir: join(dir, 'empty'), backboneHash: BACKBONE, tokens: N, dim: D - 1 }).reader(dataset.shards);
+    expect(() => new BatchBuilder({ tokenizer, config: cfg, cache: narrow, locate, dataset })).toThrow(ConfigError);
   });
 
   it("builds a rank's steps ahead through the prefetcher, in sampler order", async () => {
     const sampler = new GlobalSampler({ numSamples: dataset.numSamples, seed: 9, globalBatch: 4, worldSize: 2, rank: 1, microBatch: 2 });
-    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, dataset });
+    const builder = new BatchBuilder({ tokenizer, config: cfg, cache, locate, dataset });
     const prefetcher = new Prefetcher({ keys: sampler.steps({ epoch: 0, step: 0 }, 2), build: (s) => builder.build(s.indices), depth: 2 });
     const got: number[][] = [];
     for await (const batch of prefetcher) got.push([...batch.globalIndices]);

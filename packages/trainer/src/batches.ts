@@ -1,8 +1,9 @@
 /**
  * Turns global sample indices into a model-ready batch: the paper's prompt tokenised and
- * right-padded (model prompt.ts encodeBatch), the cached image features of each row, and the
- * targets. Everything comes back as plain typed arrays; the training loop makes tensors of them
- * inside its tidy, so building a batch never touches tfjs and can run ahead (prefetcher.ts).
+ * right-padded (model prompt.ts encodeBatch), the cached image features of each row (read by its
+ * location: shard and row, feature-cache.ts), and the targets. Everything comes back as plain
+ * typed arrays; the training loop makes tensors of them inside its tidy, so building a batch never
+ * touches tfjs and can run ahead (prefetcher.ts).
  *
  * Prompt fields: title, description, features and — for "Main Category: {category}" — the row's
  * own `main_category` (the store label the paper's template names), falling back to the source
@@ -11,7 +12,7 @@
  */
 import { ConfigError, DataError } from '@smolrate/core';
 import { encodeBatch, imageTokenCount, type ModelConfig, type PromptItem, type TextTokenizer } from '@smolrate/model';
-import type { FeatureCache } from './feature-cache.js';
+import type { FeatureLocation, FeatureReader } from './feature-cache.js';
 import type { SampleMeta } from './shard-dataset.js';
 
 /** Where sample metadata comes from (a ShardDataset). */
@@ -23,7 +24,10 @@ export interface BatchBuilderOptions {
   tokenizer: TextTokenizer;
   /** The model config (prompt variant, truncation L, image tokens N, hidden size D, pad id). */
   config: ModelConfig;
-  cache: FeatureCache;
+  /** The split's packed features (FeatureCache.reader(dataset.shards)). */
+  cache: FeatureReader;
+  /** Shard and row of a global index (ShardDataset.locate). */
+  locate: (index: number) => FeatureLocation;
   dataset: SampleSource;
   /** Longest row in tokens; longer rows lose text from the end. Default config.text.maxPositionEmbeddings. */
   maxLength?: number;
@@ -69,7 +73,8 @@ export function promptItemOf(sample: Pick<SampleMeta, 'title' | 'description' | 
 export class BatchBuilder {
   private readonly tokenizer: TextTokenizer;
   private readonly config: ModelConfig;
-  private readonly cache: FeatureCache;
+  private readonly cache: FeatureReader;
+  private readonly locate: (index: number) => FeatureLocation;
   private readonly dataset: SampleSource;
   private readonly maxLength: number | undefined;
   private readonly padToMaxLength: boolean;
@@ -78,6 +83,7 @@ export class BatchBuilder {
     this.tokenizer = options.tokenizer;
     this.config = options.config;
     this.cache = options.cache;
+    this.locate = options.locate;
     this.dataset = options.dataset;
     this.maxLength = options.maxLength;
     this.padToMaxLength = options.padToMaxLength ?? false;
@@ -94,17 +100,7 @@ export class BatchBuilder {
     const samples = await this.dataset.meta(indices);
     const encoded = encodeBatch(this.tokenizer, this.config, samples.map(promptItemOf), { maxLength: this.maxLength, padToMaxLength: this.padToMaxLength });
 
-    const entry = this.cache.entrySize;
-    const imageFeatures = new Float32Array(samples.length * entry);
-    const unique = [...new Set(samples.map((s) => s.imageSha256))];
-    const features = new Map(await Promise.all(unique.map(async (h) => [h, await this.cache.get(h)] as const)));
-    samples.forEach((s, b) => {
-      const f = features.get(s.imageSha256);
-      if (f === undefined) {
-        throw new DataError(`no cached image features for sample ${s.index} (${s.parent_asin}, image ${s.imageSha256}): run precomputeFeatures first`);
-      }
-      imageFeatures.set(f, b * entry);
-    });
+    const imageFeatures = await this.cache.read(Array.from(indices, (i) => this.locate(i)));
 
     return {
       batchSize: encoded.batchSize,

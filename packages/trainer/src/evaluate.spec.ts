@@ -44,18 +44,21 @@ const requested: number[][] = [];
 
 /** A BatchBuilder over `samples`, their features cached under `dir`; it records what it is asked for. */
 async function memoryBuilder(dir: string): Promise<BatchBuilder> {
-  const cache = new FeatureCache({ dir, backboneHash: hex('made-up backbone'), tokens: N, dim: D });
+  const cache = new FeatureCache({ dir, backboneHash: hex('made-up backbone'), tokens: N, dim: D, dtype: 'f32' });
+  const shard = { sha256: hex('eval shard'), rows: samples.length };
+  const w = cache.writer(shard);
   for (const s of samples) {
     const rng = new Rng(7, s.index);
-    await cache.put(s.imageSha256, Float32Array.from({ length: N * D }, () => rng.normal()));
+    w.set(s.index, s.imageSha256, Float32Array.from({ length: N * D }, () => rng.normal()));
   }
+  await cache.put(shard.sha256, w.finish());
   const dataset = {
     meta: async (indices: ArrayLike<number>) => {
       requested.push(Array.from(indices));
       return Array.from(indices, (i) => samples[i]);
     },
   };
-  return new BatchBuilder({ tokenizer: loadTokenizer(await readFile(TINY_TOKENIZER_URL, 'utf8')), config: cfg, cache, dataset });
+  return new BatchBuilder({ tokenizer: loadTokenizer(await readFile(TINY_TOKENIZER_URL, 'utf8')), config: cfg, cache: cache.reader([shard]), locate: (i) => ({ shard: 0, row: i }), dataset });
 }
 
 let dir: string;

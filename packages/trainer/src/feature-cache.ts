@@ -1,29 +1,43 @@
 /**
  * The vision-feature cache (docs/reference/design.md: trainer "vision-feature cache"; docs/reference/model.md: the vision
- * encoder and connector are frozen, so they can run once per image). An entry is the connector
- * output of one image, [N, D] float32 (N image tokens, D = text hidden size), keyed by
+ * encoder and connector are frozen, so they run once per image). Features are packed **one file
+ * per shard**, aligned with the shard: entry j is the connector output [N, D] of row j of the
+ * shard, so a sample's features sit at (shard, row) = ShardDataset.locate(globalIndex). Key:
  *
- *   backbone hash (backbone-hash.ts: the frozen weights + image geometry)  +  SHA-256 of the JPEG bytes
+ *   `<backboneHash>/<shardSha256>.<dtype>.srfp`   (+ sidecar `<key>.sha256`: the file's SHA-256)
  *
- * so entries are reused across epochs, across runs and across datasets that share images, and a
- * different backbone never reads another's features.
+ * backbone hash (backbone-hash.ts: frozen weights + image geometry) and element type are in the
+ * key and in the header, so another backbone or dtype never reads these features.
  *
- * Layout in the store: `<backboneHash>/<first 2 hex of image hash>/<imageHash>.f32`, one small file
- * each (83 KB for the 256M model):
+ * Layout (little-endian):
  *
- *   bytes 0–3   magic "SRFC"          4–7   format version (uint32 LE) = 1
- *   bytes 8–11  N (uint32 LE)         12–15 D (uint32 LE)
- *   bytes 16–47 backbone hash (raw)   48–79 image hash (raw)
- *   bytes 80…   N·D float32, little-endian, row-major [N, D]
+ *   0 magic "SRFP"   4 version (u32) = 1   8 dtype code (u32: 1 = f32, 2 = bf16)
+ *   12 N (u32)       16 D (u32)            20 count (u32)   24 entryBytes (u32) = N·D·elementBytes
+ *   28 reserved 0    32 dataOffset (u64)   40 backbone hash (32 B raw)   72 shard SHA-256 (32 B raw)
+ *   104 crc32 of bytes 0–103 followed by the whole table   108 reserved 0
+ *   112 table: `count` records of 40 B {image SHA-256 32 B raw, crc32 of the entry 4 B, 4 B 0}
+ *   dataOffset (the first multiple of 4096 after the table): the entries, entry j at
+ *   dataOffset + j·entryBytes (no offsets are stored: entries have one fixed size)
  *
- * Writes go through Store.put, which publishes atomically (temp file + rename locally, one PUT on
- * S3), so several processes may write the same entry at once: a reader sees a complete file or
- * none, and identical inputs give identical bytes. Every read checks magic, version, shape, both
- * hashes and the length; a mismatch is a DataError naming the file, never silently wrong features.
+ * bf16 entries are float32 rounded to nearest even with grad-transport.ts toBf16 (one converter
+ * for the gradient wire and the cache); f32 entries are the encoder's bytes, so f32 features are
+ * bit-identical to a fresh encode.
+ *
+ * A reader (per rank) reads and checks each file's header and table once (magic, version, dtype,
+ * N, D, count, backbone, shard, crc32, and the file size = dataOffset + count·entryBytes), keeps
+ * the per-entry crc32s, and then fetches exactly the entries a batch needs as byte ranges
+ * (adjacent rows coalesced, a bounded number of ranges in flight): positional reads on cached
+ * file handles locally, ranged GETs on S3 (core's S3 store resumes and retries them). Every entry
+ * is checked against its crc32. Any mismatch is a DataError naming the file, never silently wrong
+ * features; precompute-features.ts rebuilds such a file.
  */
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 import {
   ConfigError,
   DataError,
+  LocalStore,
   NotFoundError,
   openStore,
   ShapeError,
@@ -31,19 +45,216 @@ import {
 } from '@smolrate/core';
 import { imageTokenCount, type SmolVLMRegressor } from '@smolrate/model';
 import { backboneHash } from './backbone-hash.js';
-import { ByteLru } from './byte-lru.js';
+import { fromBf16, toBf16 } from './grad-transport.js';
 
-export const FEATURE_FILE_MAGIC = 'SRFC';
+export type FeatureDtype = 'bf16' | 'f32';
+
+export const FEATURE_FILE_MAGIC = 'SRFP';
 export const FEATURE_FILE_VERSION = 1;
-export const FEATURE_HEADER_BYTES = 80;
-
+export const FEATURE_HEADER_BYTES = 112;
+export const FEATURE_TABLE_RECORD_BYTES = 40;
+export const FEATURE_DATA_ALIGN = 4096;
+const HEADER_CRC_AT = 104;
+const DTYPE_CODE: Record<FeatureDtype, number> = { f32: 1, bf16: 2 };
+const ELEMENT_BYTES: Record<FeatureDtype, number> = { f32: 4, bf16: 2 };
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Where a sample's features are: shard position in the split's manifest list, row within it. */
+export interface FeatureLocation {
+  shard: number;
+  row: number;
+}
+
+/** A shard as the cache needs it: its SHA-256 (the key) and row count (the entry count). */
+export interface FeatureShard {
+  sha256: string;
+  rows: number;
+}
+
+/** Packed bytes of one image in a cache file: its entry plus its table record (header and alignment are per file). */
+export function packedBytesPerImage(tokens: number, dim: number, dtype: FeatureDtype): number {
+  return tokens * dim * ELEMENT_BYTES[dtype] + FEATURE_TABLE_RECORD_BYTES;
+}
+
+/** Offset of the first entry of a file of `count` entries. */
+export function featureDataOffset(count: number): number {
+  const tableEnd = FEATURE_HEADER_BYTES + FEATURE_TABLE_RECORD_BYTES * count;
+  return Math.ceil(tableEnd / FEATURE_DATA_ALIGN) * FEATURE_DATA_ALIGN;
+}
+
+function checkHash(what: string, hash: string): void {
+  if (typeof hash !== 'string' || !HASH_PATTERN.test(hash)) throw new DataError(`feature cache: ${what} must be 64 lowercase hex digits, got ${JSON.stringify(hash)}`);
+}
+
+/** The geometry every file of a cache shares. */
+export interface FeatureGeometry {
+  backboneHash: string;
+  dtype: FeatureDtype;
+  tokens: number;
+  dim: number;
+}
+
+/** What FeatureCache.verify found. */
+export type FeatureFileStatus = { state: 'good' } | { state: 'missing' } | { state: 'bad'; reason: string };
+
+/** What a reader keeps of a checked file: 4 bytes per entry (its crc32) and a few numbers. */
+export interface FeatureFileHeader {
+  count: number;
+  entryBytes: number;
+  dataOffset: number;
+  /** crc32 of each entry. */
+  crcs: Uint32Array;
+}
+
+/**
+ * Builds one packed file in memory, entry by entry (any order); `finish` fills in the header and
+ * table. Memory: the file itself (count · entryBytes), never a float32 copy of the shard.
+ */
+export class FeatureFileWriter {
+  private readonly bytes: Buffer;
+  private readonly entryBytes: number;
+  private readonly dataOffset: number;
+  private readonly filled: Uint8Array;
+
+  constructor(
+    private readonly geometry: FeatureGeometry,
+    private readonly shardSha256: string,
+    readonly count: number,
+  ) {
+    checkHash('shard sha256', shardSha256);
+    this.entryBytes = geometry.tokens * geometry.dim * ELEMENT_BYTES[geometry.dtype];
+    this.dataOffset = featureDataOffset(count);
+    this.bytes = Buffer.alloc(this.dataOffset + count * this.entryBytes); // not pooled: offset 0, aligned views
+    this.filled = new Uint8Array(count);
+  }
+
+  /** Entry `row`: the image's SHA-256 and its features [N·D] float32. */
+  set(row: number, imageSha256: string, features: Float32Array): void {
+    const { tokens, dim, dtype } = this.geometry;
+    if (!Number.isSafeInteger(row) || row < 0 || row >= this.count) throw new RangeError(`feature file: row ${row} is outside [0, ${this.count})`);
+    checkHash('image sha256', imageSha256);
+    if (!(features instanceof Float32Array) || features.length !== tokens * dim) {
+      throw new ShapeError(`feature file: expected a Float32Array of ${tokens}×${dim} = ${tokens * dim} values, got ${features instanceof Float32Array ? features.length : typeof features}`);
+    }
+    const at = this.dataOffset + row * this.entryBytes;
+    if (dtype === 'bf16') {
+      const words = toBf16(features, new Uint16Array(features.length));
+      if (LITTLE_ENDIAN) Buffer.from(words.buffer).copy(this.bytes, at);
+      else words.forEach((w, i) => this.bytes.writeUInt16LE(w, at + 2 * i));
+    } else if (LITTLE_ENDIAN) {
+      Buffer.from(features.buffer, features.byteOffset, features.byteLength).copy(this.bytes, at);
+    } else {
+      features.forEach((v, i) => this.bytes.writeFloatLE(v, at + 4 * i));
+    }
+    const rec = FEATURE_HEADER_BYTES + row * FEATURE_TABLE_RECORD_BYTES;
+    this.bytes.write(imageSha256, rec, 'hex');
+    this.bytes.writeUInt32LE(crc32(this.bytes.subarray(at, at + this.entryBytes)), rec + 32);
+    this.filled[row] = 1;
+  }
+
+  /** The complete file. Every row must have been set. */
+  finish(): Buffer {
+    const missing = this.filled.indexOf(0);
+    if (missing >= 0) throw new DataError(`feature file of shard ${this.shardSha256}: row ${missing} has no features`);
+    const b = this.bytes;
+    const { backboneHash: backbone, dtype, tokens, dim } = this.geometry;
+    b.write(FEATURE_FILE_MAGIC, 0, 'latin1');
+    b.writeUInt32LE(FEATURE_FILE_VERSION, 4);
+    b.writeUInt32LE(DTYPE_CODE[dtype], 8);
+    b.writeUInt32LE(tokens, 12);
+    b.writeUInt32LE(dim, 16);
+    b.writeUInt32LE(this.count, 20);
+    b.writeUInt32LE(this.entryBytes, 24);
+    b.writeBigUInt64LE(BigInt(this.dataOffset), 32);
+    b.write(backbone, 40, 'hex');
+    b.write(this.shardSha256, 72, 'hex');
+    b.writeUInt32LE(headerCrc(b.subarray(0, HEADER_CRC_AT), b.subarray(FEATURE_HEADER_BYTES, FEATURE_HEADER_BYTES + this.count * FEATURE_TABLE_RECORD_BYTES)), HEADER_CRC_AT);
+    return b;
+  }
+}
+
+function headerCrc(header: Uint8Array, table: Uint8Array): number {
+  return crc32(table, crc32(header));
+}
+
+/** Parses and checks the fixed header; `uri` names the file in errors. Returns the table length to read next. */
+function parseHeader(h: Buffer, geometry: FeatureGeometry, shard: FeatureShard, uri: string): { count: number; entryBytes: number; dataOffset: number } {
+  const bad = (msg: string) => new DataError(`feature file ${uri}: ${msg}`);
+  if (h.length < FEATURE_HEADER_BYTES) throw bad(`${h.length} bytes, shorter than the ${FEATURE_HEADER_BYTES}-byte header (truncated)`);
+  const magic = h.toString('latin1', 0, 4);
+  if (magic !== FEATURE_FILE_MAGIC) throw bad(`bad magic ${JSON.stringify(magic)} (expected ${FEATURE_FILE_MAGIC})`);
+  const version = h.readUInt32LE(4);
+  if (version !== FEATURE_FILE_VERSION) throw bad(`format version ${version}, expected ${FEATURE_FILE_VERSION}`);
+  const code = h.readUInt32LE(8);
+  if (code !== DTYPE_CODE[geometry.dtype]) throw bad(`dtype code ${code}, expected ${DTYPE_CODE[geometry.dtype]} (${geometry.dtype})`);
+  const [tokens, dim, count, entryBytes] = [12, 16, 20, 24].map((o) => h.readUInt32LE(o));
+  if (tokens !== geometry.tokens || dim !== geometry.dim) throw bad(`shape [${tokens}, ${dim}], expected [${geometry.tokens}, ${geometry.dim}]`);
+  if (count !== shard.rows) throw bad(`${count} entries, expected ${shard.rows} (the shard's rows)`);
+  const wantEntry = tokens * dim * ELEMENT_BYTES[geometry.dtype];
+  if (entryBytes !== wantEntry) throw bad(`entryBytes ${entryBytes}, expected ${wantEntry}`);
+  const dataOffset = Number(h.readBigUInt64LE(32));
+  if (dataOffset !== featureDataOffset(count)) throw bad(`dataOffset ${dataOffset}, expected ${featureDataOffset(count)}`);
+  const backbone = h.toString('hex', 40, 72);
+  if (backbone !== geometry.backboneHash) throw bad(`backbone hash ${backbone}, expected ${geometry.backboneHash}`);
+  const sha = h.toString('hex', 72, 104);
+  if (sha !== shard.sha256) throw bad(`shard ${sha}, expected ${shard.sha256}`);
+  return { count, entryBytes, dataOffset };
+}
+
+/** Checks header and table (and the file size) and returns them. */
+function parseHeaderAndTable(head: Buffer, table: Buffer, fileSize: number, geometry: FeatureGeometry, shard: FeatureShard, uri: string): FeatureFileHeader {
+  const { count, entryBytes, dataOffset } = parseHeader(head, geometry, shard, uri);
+  const expectedSize = dataOffset + count * entryBytes;
+  if (fileSize !== expectedSize) throw new DataError(`feature file ${uri}: ${fileSize} bytes, expected ${expectedSize} (${fileSize < expectedSize ? 'truncated' : 'trailing bytes'})`);
+  if (table.length !== count * FEATURE_TABLE_RECORD_BYTES) throw new DataError(`feature file ${uri}: table of ${table.length} bytes, expected ${count * FEATURE_TABLE_RECORD_BYTES} (truncated)`);
+  const stored = head.readUInt32LE(HEADER_CRC_AT);
+  const actual = headerCrc(head.subarray(0, HEADER_CRC_AT), table);
+  if (stored !== actual) throw new DataError(`feature file ${uri}: header/table crc32 ${actual.toString(16)}, stored ${stored.toString(16)} (corrupted)`);
+  const crcs = new Uint32Array(count);
+  for (let j = 0; j < count; j++) crcs[j] = table.readUInt32LE(j * FEATURE_TABLE_RECORD_BYTES + 32);
+  return { count, entryBytes, dataOffset, crcs };
+}
+
+/** Decodes entry bytes into `out` (N·D float32). */
+function decodeEntry(bytes: Buffer, dtype: FeatureDtype, out: Float32Array): void {
+  if (dtype === 'bf16') {
+    const words = bytes.byteOffset % 2 === 0 && LITTLE_ENDIAN ? new Uint16Array(bytes.buffer, bytes.byteOffset, out.length) : Uint16Array.from({ length: out.length }, (_, i) => bytes.readUInt16LE(2 * i));
+    fromBf16(words, out);
+  } else if (LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(bytes);
+  } else {
+    for (let i = 0; i < out.length; i++) out[i] = bytes.readFloatLE(4 * i);
+  }
+}
+
+async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Bounds work in flight (ranged reads). */
+class Limiter {
+  private active = 0;
+  private readonly queue: Array<() => void> = [];
+  constructor(private readonly max: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+}
 
 export interface FeatureCacheOptions {
   /** Local directory of the cache (opened as a local store). Exactly one of dir / store. */
   dir?: string;
-  /** Any store (local or S3); entries go under its root. Exactly one of dir / store. */
+  /** Any store (local or S3); files go under its root. Exactly one of dir / store. */
   store?: Store;
   /** backboneHash(model): 64 lowercase hex digits. */
   backboneHash: string;
@@ -51,52 +262,12 @@ export interface FeatureCacheOptions {
   tokens: number;
   /** Feature width, D (text hidden size; 576 for the 256M model). */
   dim: number;
-  /**
-   * In-process LRU of features already read or written, in bytes. Default 64 MiB (≈ 800 entries
-   * of the 256M model); 0 disables it.
-   */
-  memoryBytes?: number;
-}
-
-function checkHash(what: string, hash: string): void {
-  if (typeof hash !== 'string' || !HASH_PATTERN.test(hash)) throw new DataError(`feature cache: ${what} must be 64 lowercase hex digits, got ${JSON.stringify(hash)}`);
-}
-
-/** Encodes one entry (header + little-endian float32 data). */
-export function encodeFeatureFile(backboneHash: string, imageHash: string, tokens: number, dim: number, data: Float32Array): Buffer {
-  const out = Buffer.alloc(FEATURE_HEADER_BYTES + 4 * data.length);
-  out.write(FEATURE_FILE_MAGIC, 0, 'latin1');
-  out.writeUInt32LE(FEATURE_FILE_VERSION, 4);
-  out.writeUInt32LE(tokens, 8);
-  out.writeUInt32LE(dim, 12);
-  out.write(backboneHash, 16, 'hex');
-  out.write(imageHash, 48, 'hex');
-  if (LITTLE_ENDIAN) Buffer.from(data.buffer, data.byteOffset, data.byteLength).copy(out, FEATURE_HEADER_BYTES);
-  else for (let i = 0; i < data.length; i++) out.writeFloatLE(data[i], FEATURE_HEADER_BYTES + 4 * i);
-  return out;
-}
-
-/** Decodes and checks one entry; `uri` names it in errors. Returns a fresh Float32Array. */
-export function decodeFeatureFile(bytes: Buffer, expected: { backboneHash: string; imageHash: string; tokens: number; dim: number }, uri: string): Float32Array {
-  const bad = (msg: string) => new DataError(`feature cache entry ${uri}: ${msg}`);
-  if (bytes.length < FEATURE_HEADER_BYTES) throw bad(`${bytes.length} bytes, shorter than the ${FEATURE_HEADER_BYTES}-byte header`);
-  const magic = bytes.toString('latin1', 0, 4);
-  if (magic !== FEATURE_FILE_MAGIC) throw bad(`bad magic ${JSON.stringify(magic)} (expected ${FEATURE_FILE_MAGIC})`);
-  const version = bytes.readUInt32LE(4);
-  if (version !== FEATURE_FILE_VERSION) throw bad(`format version ${version}, expected ${FEATURE_FILE_VERSION}`);
-  const tokens = bytes.readUInt32LE(8);
-  const dim = bytes.readUInt32LE(12);
-  if (tokens !== expected.tokens || dim !== expected.dim) throw bad(`shape [${tokens}, ${dim}], expected [${expected.tokens}, ${expected.dim}]`);
-  const backbone = bytes.toString('hex', 16, 48);
-  if (backbone !== expected.backboneHash) throw bad(`backbone hash ${backbone}, expected ${expected.backboneHash}`);
-  const image = bytes.toString('hex', 48, 80);
-  if (image !== expected.imageHash) throw bad(`image hash ${image}, expected ${expected.imageHash}`);
-  const n = tokens * dim;
-  if (bytes.length !== FEATURE_HEADER_BYTES + 4 * n) throw bad(`${bytes.length} bytes, expected ${FEATURE_HEADER_BYTES + 4 * n} for [${tokens}, ${dim}] float32`);
-  const out = new Float32Array(n);
-  if (LITTLE_ENDIAN) Buffer.from(out.buffer).set(bytes.subarray(FEATURE_HEADER_BYTES));
-  else for (let i = 0; i < n; i++) out[i] = bytes.readFloatLE(FEATURE_HEADER_BYTES + 4 * i);
-  return out;
+  /** Element type of the stored features. Default 'bf16' (half the bytes; f32 is bit-exact). */
+  dtype?: FeatureDtype;
+  /** Byte ranges in flight at once over all reads of this cache. Default 8. */
+  concurrency?: number;
+  /** Local files kept open between reads. Default 64. */
+  maxOpenFiles?: number;
 }
 
 export class FeatureCache {
@@ -104,7 +275,11 @@ export class FeatureCache {
   readonly backboneHash: string;
   readonly tokens: number;
   readonly dim: number;
-  private readonly memory: ByteLru<string, Float32Array>;
+  readonly dtype: FeatureDtype;
+  private readonly limiter: Limiter;
+  private readonly headers = new Map<string, Promise<FeatureFileHeader>>();
+  private readonly handles = new Map<string, { fh: Promise<FileHandle>; users: number }>();
+  private readonly maxOpenFiles: number;
 
   constructor(options: FeatureCacheOptions) {
     if ((options.dir === undefined) === (options.store === undefined)) throw new ConfigError('feature cache: give exactly one of dir and store');
@@ -113,15 +288,21 @@ export class FeatureCache {
       const v = options[k];
       if (!Number.isSafeInteger(v) || v < 1 || v > 0xffffffff) throw new ConfigError(`feature cache: ${k} must be a positive integer, got ${String(v)}`);
     }
+    const dtype = options.dtype ?? 'bf16';
+    if (!(dtype in DTYPE_CODE)) throw new ConfigError(`feature cache: dtype must be bf16 or f32, got ${JSON.stringify(dtype)}`);
+    const concurrency = options.concurrency ?? 8;
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new ConfigError(`feature cache: concurrency must be a positive integer, got ${concurrency}`);
     this.store = options.store ?? openStore(options.dir!);
     this.backboneHash = options.backboneHash;
     this.tokens = options.tokens;
     this.dim = options.dim;
-    this.memory = new ByteLru(options.memoryBytes ?? 64 * 2 ** 20);
+    this.dtype = dtype;
+    this.limiter = new Limiter(concurrency);
+    this.maxOpenFiles = options.maxOpenFiles ?? 64;
   }
 
   /** The cache of `model`'s features: backbone hash and entry shape [N, D] taken from the model. */
-  static async forModel(model: SmolVLMRegressor, location: Pick<FeatureCacheOptions, 'dir' | 'store' | 'memoryBytes'>): Promise<FeatureCache> {
+  static async forModel(model: SmolVLMRegressor, location: Pick<FeatureCacheOptions, 'dir' | 'store' | 'dtype' | 'concurrency' | 'maxOpenFiles'>): Promise<FeatureCache> {
     return new FeatureCache({
       ...location,
       backboneHash: await backboneHash(model),
@@ -135,45 +316,266 @@ export class FeatureCache {
     return this.tokens * this.dim;
   }
 
-  /** Store key of an image's entry. */
-  keyOf(imageHash: string): string {
-    checkHash('image hash', imageHash);
-    return `${this.backboneHash}/${imageHash.slice(0, 2)}/${imageHash}.f32`;
+  /** Bytes per entry in a file. */
+  get entryBytes(): number {
+    return this.entrySize * ELEMENT_BYTES[this.dtype];
   }
 
-  async has(imageHash: string): Promise<boolean> {
-    const key = this.keyOf(imageHash);
-    return this.memory.has(imageHash) || (await this.store.exists(key));
+  get geometry(): FeatureGeometry {
+    return { backboneHash: this.backboneHash, dtype: this.dtype, tokens: this.tokens, dim: this.dim };
   }
 
-  /** The features [N·D] of an image, or undefined when not cached. Treat the array as read-only. */
-  async get(imageHash: string): Promise<Float32Array | undefined> {
-    const key = this.keyOf(imageHash);
-    const hit = this.memory.get(imageHash);
-    if (hit !== undefined) return hit;
+  /** Store key of a shard's feature file. */
+  keyOf(shardSha256: string): string {
+    checkHash('shard sha256', shardSha256);
+    return `${this.backboneHash}/${shardSha256}.${this.dtype}.srfp`;
+  }
+
+  /** A writer for a shard's file; publish its result with `put`. */
+  writer(shard: FeatureShard): FeatureFileWriter {
+    return new FeatureFileWriter(this.geometry, shard.sha256, shard.rows);
+  }
+
+  /** Publishes a shard's file atomically, then its SHA-256 sidecar. */
+  async put(shardSha256: string, file: Buffer): Promise<void> {
+    const key = this.keyOf(shardSha256);
+    this.forget(key);
+    await this.store.put(key, file, { contentType: 'application/octet-stream' });
+    await this.store.put(`${key}.sha256`, `${createHash('sha256').update(file).digest('hex')}\n`, { contentType: 'text/plain' });
+  }
+
+  /**
+   * Full check of a shard's file: header, table, size, every entry's crc32 and the sidecar
+   * SHA-256 (one read of the whole file). A bad file's reason names it.
+   */
+  async verify(shard: FeatureShard): Promise<FeatureFileStatus> {
+    const key = this.keyOf(shard.sha256);
+    const uri = this.store.uriOf(key);
     let bytes: Buffer;
+    let sidecar: string;
     try {
       bytes = await this.store.get(key);
     } catch (e) {
-      if (e instanceof NotFoundError) return undefined;
+      if (e instanceof NotFoundError) return { state: 'missing' };
       throw e;
     }
-    const data = decodeFeatureFile(bytes, { backboneHash: this.backboneHash, imageHash, tokens: this.tokens, dim: this.dim }, this.store.uriOf(key));
-    this.remember(imageHash, data);
-    return data;
-  }
-
-  /** Stores the features [N·D] of an image (atomically; overwriting an entry is harmless). */
-  async put(imageHash: string, data: Float32Array): Promise<void> {
-    const key = this.keyOf(imageHash);
-    if (!(data instanceof Float32Array) || data.length !== this.entrySize) {
-      throw new ShapeError(`feature cache put: expected a Float32Array of ${this.tokens}×${this.dim} = ${this.entrySize} values, got ${data instanceof Float32Array ? data.length : typeof data}`);
+    try {
+      sidecar = (await this.store.get(`${key}.sha256`)).toString('utf8').trim();
+    } catch (e) {
+      if (e instanceof NotFoundError) return { state: 'bad', reason: `feature file ${uri}: no .sha256 sidecar (an interrupted write)` };
+      throw e;
     }
-    await this.store.put(key, encodeFeatureFile(this.backboneHash, imageHash, this.tokens, this.dim, data), { contentType: 'application/octet-stream' });
-    this.remember(imageHash, data.slice());
+    try {
+      const head = bytes.subarray(0, FEATURE_HEADER_BYTES);
+      const { count } = parseHeader(head, this.geometry, shard, uri);
+      const header = parseHeaderAndTable(head, bytes.subarray(FEATURE_HEADER_BYTES, FEATURE_HEADER_BYTES + count * FEATURE_TABLE_RECORD_BYTES), bytes.length, this.geometry, shard, uri);
+      for (let j = 0; j < count; j++) this.checkEntry(bytes.subarray(header.dataOffset + j * header.entryBytes, header.dataOffset + (j + 1) * header.entryBytes), header, j, uri);
+    } catch (e) {
+      if (e instanceof DataError) return { state: 'bad', reason: e.message };
+      throw e;
+    }
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    if (sha !== sidecar) return { state: 'bad', reason: `feature file ${uri}: SHA-256 ${sha}, the sidecar says ${sidecar}` };
+    return { state: 'good' };
   }
 
-  private remember(imageHash: string, data: Float32Array): void {
-    if (this.memory.maxBytes > 0) this.memory.set(imageHash, data, data.byteLength);
+  /** The checked header and table of a shard's file (read once per cache instance). */
+  header(shard: FeatureShard): Promise<FeatureFileHeader> {
+    const key = this.keyOf(shard.sha256);
+    let pending = this.headers.get(key);
+    if (pending === undefined) {
+      pending = this.readHeader(key, shard);
+      pending.catch(() => this.headers.delete(key)); // a failed read is retried next time
+      this.headers.set(key, pending);
+    }
+    return pending;
   }
+
+  /**
+   * The features of `locations` (rows of `shards`), [B·N·D] float32, row b at b·N·D. Reads only
+   * those entries (adjacent rows coalesced into one range), checks each against its crc32.
+   */
+  async read(shards: readonly FeatureShard[], locations: readonly FeatureLocation[]): Promise<Float32Array> {
+    const entry = this.entrySize;
+    const out = new Float32Array(locations.length * entry);
+    const byShard = new Map<number, Map<number, number[]>>();
+    locations.forEach(({ shard, row }, b) => {
+      if (shards[shard] === undefined) throw new RangeError(`feature cache: shard ${shard} is outside [0, ${shards.length})`);
+      if (!Number.isSafeInteger(row) || row < 0 || row >= shards[shard].rows) throw new RangeError(`feature cache: row ${row} of shard ${shard} is outside [0, ${shards[shard].rows})`);
+      let rows = byShard.get(shard);
+      if (rows === undefined) byShard.set(shard, (rows = new Map()));
+      const slots = rows.get(row);
+      if (slots === undefined) rows.set(row, [b]);
+      else slots.push(b);
+    });
+    const work: Promise<void>[] = [];
+    for (const [s, rows] of byShard) {
+      const shard = shards[s];
+      const key = this.keyOf(shard.sha256);
+      const uri = this.store.uriOf(key);
+      const sorted = [...rows.keys()].sort((a, b) => a - b);
+      const header = this.header(shard);
+      for (let i = 0; i < sorted.length; ) {
+        let k = i + 1;
+        while (k < sorted.length && sorted[k] === sorted[k - 1] + 1) k++;
+        const first = sorted[i];
+        const n = k - i;
+        work.push(
+          header.then(async (h) => {
+            const bytes = await this.limiter.run(() => this.readRange(key, h.dataOffset + first * h.entryBytes, n * h.entryBytes));
+            for (let r = 0; r < n; r++) {
+              const e = bytes.subarray(r * h.entryBytes, (r + 1) * h.entryBytes);
+              this.checkEntry(e, h, first + r, uri);
+              const slots = rows.get(first + r)!;
+              decodeEntry(e, this.dtype, out.subarray(slots[0] * entry, (slots[0] + 1) * entry));
+              for (const b of slots.slice(1)) out.copyWithin(b * entry, slots[0] * entry, (slots[0] + 1) * entry);
+            }
+          }),
+        );
+        i = k;
+      }
+    }
+    await Promise.all(work);
+    return out;
+  }
+
+  /** The features of one split: locations are (shard position in `shards`, row). */
+  reader(shards: readonly FeatureShard[]): FeatureReader {
+    return new FeatureReader(this, shards);
+  }
+
+  /** Closes the file handles kept for local reads (the cache stays usable: they reopen). */
+  async close(): Promise<void> {
+    const handles = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.all(handles.map(async (h) => (await h.fh.catch(() => null))?.close()));
+  }
+
+  private checkEntry(bytes: Buffer, h: FeatureFileHeader, row: number, uri: string): void {
+    const actual = crc32(bytes);
+    if (actual !== h.crcs[row]) throw new DataError(`feature file ${uri}: entry ${row} has crc32 ${actual.toString(16)}, the table says ${h.crcs[row].toString(16)} (corrupted)`);
+  }
+
+  private forget(key: string): void {
+    this.headers.delete(key);
+    const h = this.handles.get(key);
+    if (h !== undefined && h.users === 0) {
+      this.handles.delete(key);
+      void h.fh.then((f) => f.close()).catch(() => undefined);
+    }
+  }
+
+  private async readHeader(key: string, shard: FeatureShard): Promise<FeatureFileHeader> {
+    const uri = this.store.uriOf(key);
+    let size: number;
+    try {
+      size = await this.limiter.run(() => this.fileSize(key));
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new DataError(`feature file ${uri} is missing: run precomputeFeatures first`, { cause: e });
+      throw e;
+    }
+    if (size < FEATURE_HEADER_BYTES) throw new DataError(`feature file ${uri}: ${size} bytes, shorter than the ${FEATURE_HEADER_BYTES}-byte header (truncated)`);
+    const head = await this.limiter.run(() => this.readRange(key, 0, FEATURE_HEADER_BYTES));
+    const { count } = parseHeader(head, this.geometry, shard, uri);
+    const tableBytes = count * FEATURE_TABLE_RECORD_BYTES;
+    const expected = featureDataOffset(count) + count * this.entryBytes;
+    if (size !== expected) throw new DataError(`feature file ${uri}: ${size} bytes, expected ${expected} (${size < expected ? 'truncated' : 'trailing bytes'})`);
+    const table = tableBytes > 0 ? await this.limiter.run(() => this.readRange(key, FEATURE_HEADER_BYTES, tableBytes)) : Buffer.alloc(0);
+    return parseHeaderAndTable(head, table, size, this.geometry, shard, uri);
+  }
+
+  private async fileSize(key: string): Promise<number> {
+    if (this.store instanceof LocalStore) return this.withHandle(key, async (fh) => (await fh.stat()).size);
+    return this.store.size(key);
+  }
+
+  /**
+   * Runs `fn` on the open handle of a local file. Handles stay open between reads, at most
+   * maxOpenFiles idle ones (least recently used closed first), so a split of thousands of shards
+   * does not exhaust file descriptors.
+   */
+  private async withHandle<T>(key: string, fn: (fh: FileHandle) => Promise<T>): Promise<T> {
+    let h = this.handles.get(key);
+    if (h === undefined) {
+      const store = this.store as LocalStore;
+      const fh = open(store.pathOf(key), 'r').catch((e: NodeJS.ErrnoException) => {
+        this.handles.delete(key);
+        throw e.code === 'ENOENT' ? new NotFoundError(store.uriOf(key), { cause: e }) : e;
+      });
+      h = { fh, users: 0 };
+    }
+    this.handles.delete(key);
+    this.handles.set(key, h); // most recently used last
+    h.users++;
+    try {
+      return await fn(await h.fh);
+    } finally {
+      h.users--;
+      this.closeIdle();
+    }
+  }
+
+  private closeIdle(): void {
+    for (const [key, h] of this.handles) {
+      if (this.handles.size <= this.maxOpenFiles) break;
+      if (h.users > 0) continue;
+      this.handles.delete(key);
+      void h.fh.then((f) => f.close()).catch(() => undefined);
+    }
+  }
+
+  /** Exactly `length` bytes at `position` of a file (positional read locally, ranged GET otherwise). */
+  private async readRange(key: string, position: number, length: number): Promise<Buffer> {
+    let bytes: Buffer;
+    if (this.store instanceof LocalStore) {
+      bytes = await this.withHandle(key, async (fh) => {
+        const buf = Buffer.alloc(length);
+        let got = 0;
+        while (got < length) {
+          const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return buf.subarray(0, got);
+      });
+    } else {
+      bytes = await readAll(await this.store.createReadStream(key, { start: position, end: position + length - 1 }));
+    }
+    if (bytes.length !== length) throw new DataError(`feature file ${this.store.uriOf(key)}: ${bytes.length} bytes at offset ${position}, expected ${length} (truncated)`);
+    return bytes;
+  }
+}
+
+/** A cache bound to a split's shard list (ShardDataset.shards), read by ShardDataset.locate. */
+export class FeatureReader {
+  constructor(
+    readonly cache: FeatureCache,
+    readonly shards: readonly FeatureShard[],
+  ) {}
+
+  get tokens(): number {
+    return this.cache.tokens;
+  }
+
+  get dim(): number {
+    return this.cache.dim;
+  }
+
+  /** [B·N·D] float32 features of the locations, row b at b·N·D. */
+  read(locations: readonly FeatureLocation[]): Promise<Float32Array> {
+    return this.cache.read(this.shards, locations);
+  }
+}
+
+/**
+ * Reads the cache files of `shards` whole, one after the other, discarding the bytes: the raw
+ * sequential read rate of the same bytes the loader reads (the baseline of its samples/s).
+ */
+export async function readFeatureFilesSequentially(cache: FeatureCache, shards: readonly Pick<FeatureShard, 'sha256'>[]): Promise<{ files: number; bytes: number; seconds: number }> {
+  const t0 = performance.now();
+  let bytes = 0;
+  for (const { sha256 } of shards) {
+    for await (const chunk of await cache.store.createReadStream(cache.keyOf(sha256))) bytes += (chunk as Buffer).length;
+  }
+  return { files: shards.length, bytes, seconds: (performance.now() - t0) / 1000 };
 }

@@ -143,14 +143,14 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
   const manifest = await readManifest(store);
   const trainSet = await ShardDataset.open({ store, manifest, split: 'train' });
   const valSet = await ShardDataset.open({ store, manifest, split: 'val' });
-  const cache = await FeatureCache.forModel(model, { dir: featureCacheDir(cfg) });
+  const cache = await FeatureCache.forModel(model, { dir: featureCacheDir(cfg), dtype: cfg.featureDtype });
   let precomputed = { seconds: 0, images: 0 };
   for (const dataset of [trainSet, valSet]) {
     const r = await precomputeFeatures({ model, dataset, cache, rank: env.rank, worldSize: env.worldSize, log });
     precomputed = { seconds: precomputed.seconds + r.seconds, images: precomputed.images + r.computed };
   }
   await c.barrier('features', waitLong);
-  const builder = (dataset: ShardDataset) => new BatchBuilder({ tokenizer, config: modelConfig, cache, dataset });
+  const builder = (dataset: ShardDataset) => new BatchBuilder({ tokenizer, config: modelConfig, cache: cache.reader(dataset.shards), locate: (i) => dataset.locate(i), dataset });
   const trainBatches = builder(trainSet);
   const valBatches = builder(valSet);
 
@@ -304,6 +304,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     await writeFile(join(cfg.run, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     log.info('training finished', { ...summary });
   }
+  await cache.close();
   model.dispose();
   return summary;
 }
