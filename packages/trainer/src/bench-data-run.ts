@@ -3,15 +3,19 @@
  * index and packed cache, measures the raw read rate, runs the ranks (bench-worker-main `data`)
  * and reports. A rank runs `runDataBenchWorker`: one epoch of the trainer's data path.
  */
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatDuration } from '@smolrate/core';
-import { imageTokenCount, presetConfig } from '@smolrate/model';
+import { formatDuration, Rng } from '@smolrate/core';
+import { imageTokenCount, presetConfig, type ModelConfig } from '@smolrate/model';
 import { freeBytes, PAPER_SAMPLES, removeScratch, scratchDir, syntheticRow, type BenchDataOptions } from './bench-data.js';
+import { BatchBuilder } from './batches.js';
 import { reportBenchResult, runBenchWorkers } from './bench-workers.js';
-import { GlobalSampler } from './sampler.js';
+import { FeatureCache, packedBytesPerImage, readFeatureFilesSequentially, type FeatureDtype, type FeatureShard } from './feature-cache.js';
 import { Prefetcher } from './prefetcher.js';
+import { readSampleIndex, SampleIndex, sampleIndexKey, writeSampleIndex, type SampleIndexKey } from './sample-index.js';
+import { GlobalSampler } from './sampler.js';
 
 export interface DataRankReport {
   rank: number;
@@ -74,6 +78,68 @@ export interface DataWorkerParams {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** A fixed stand-in for the backbone hash: the bench has no model. */
+const BENCH_BACKBONE = createHash('sha256').update('smolrate bench-data backbone').digest('hex');
+const hex = (...parts: Array<string | number>) => createHash('sha256').update(parts.join('/')).digest('hex');
+
+/** The synthetic split's shards (those the cache covers): a name for each, `rows` rows. */
+function benchShards(cacheSamples: number, shardRows: number): FeatureShard[] {
+  return Array.from({ length: Math.ceil(cacheSamples / shardRows) }, (_, s) => ({ sha256: hex('bench-data shard', s), rows: Math.min(shardRows, cacheSamples - s * shardRows) }));
+}
+
+function benchCache(dir: string, tokens: number, dim: number, dtype: string): FeatureCache {
+  return new FeatureCache({ dir, backboneHash: BENCH_BACKBONE, tokens, dim, dtype: dtype as FeatureDtype });
+}
+
+/** Writes the packed cache of the first `samples` samples through the trainer's writer (seeded values). */
+async function writeSyntheticCache(o: { dir: string; tokens: number; dim: number; dtype: string; samples: number; shardRows: number; say: (line: string) => void }): Promise<FeatureShard[]> {
+  const cache = benchCache(o.dir, o.tokens, o.dim, o.dtype);
+  const shards = benchShards(o.samples, o.shardRows);
+  const values = new Float32Array(o.tokens * o.dim);
+  const rng = new Rng(1, 'bench-data-features');
+  for (let i = 0; i < values.length; i++) values[i] = 2 * rng.next() - 1;
+  for (const [s, shard] of shards.entries()) {
+    const w = cache.writer(shard);
+    for (let row = 0; row < shard.rows; row++) {
+      values[0] = s * o.shardRows + row; // entries differ, so a wrong read shows
+      w.set(row, hex('bench-data image', s, row), values);
+    }
+    await cache.put(shard.sha256, w.finish());
+    if (s % 50 === 49) o.say(`  feature files ${s + 1}/${shards.length}`);
+  }
+  await cache.close();
+  return shards;
+}
+
+/** The index key of a synthetic split of `samples` samples (the same in the parent and the ranks). */
+function benchIndexKey(cfg: ModelConfig, samples: number, shardRows: number): SampleIndexKey {
+  const shards = Array.from({ length: Math.ceil(samples / shardRows) }, (_, k) => ({ file: `bench-${k}.parquet`, rows: Math.min(shardRows, samples - k * shardRows), bytes: 1, sha256: hex('bench-data shard', k) }));
+  return sampleIndexKey({ split: 'train', shards, tokenizerSha256: hex('bench-data tokenizer'), config: cfg });
+}
+
+/** Writes the sample index of `samples` synthetic rows through the trainer's writer. */
+async function writeSyntheticIndex(path: string, key: SampleIndexKey, samples: number, rowOf: (i: number) => Uint16Array, say: (line: string) => void): Promise<void> {
+  const offsets = new Float64Array(samples + 1);
+  const rows: Uint16Array[] = [];
+  for (let i = 0; i < samples; i++) {
+    const row = rowOf(i);
+    rows.push(row);
+    offsets[i + 1] = offsets[i] + row.length;
+  }
+  const tokens = new Uint16Array(offsets[samples]);
+  rows.forEach((r, i) => tokens.set(r, offsets[i]));
+  rows.length = 0;
+  const targets = Float32Array.from({ length: samples }, (_, i) => 1 + ((i * 7919) % 41) / 10);
+  const categoryIds = Uint16Array.from({ length: samples }, (_, i) => i % 3);
+  await writeSampleIndex(path, new SampleIndex({ key, targets, categoryIds, categories: ['All_Beauty', 'Books', 'Toys_and_Games'], offsets, tokens }, path));
+  say(`sample index of ${samples.toLocaleString('en-US')} samples: ${(statSync(path).size / samples).toFixed(0)} B/sample on disk`);
+}
+
+/** Bytes of one cache entry (features only). */
+function entryBytes(tokens: number, dim: number, dtype: string): number {
+  return tokens * dim * (dtype === 'bf16' ? 2 : 4);
+}
+
 export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult> {
   const say = o.onProgress ?? (() => undefined);
   const cfg = presetConfig(o.geometry);
@@ -93,7 +159,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
     const indexPaths: Record<number, string> = {};
     for (const n of [quarter, o.samples]) {
       indexPaths[n] = join(dir, `index-${n}.sridx`);
-      await writeSyntheticIndex(indexPaths[n], n, (i) => syntheticRow(cfg, o.textTokens, i), say);
+      await writeSyntheticIndex(indexPaths[n], benchIndexKey(cfg, n, o.shardRows), n, (i) => syntheticRow(cfg, o.textTokens, i), say);
     }
     const indexFileBytes = statSync(indexPaths[o.samples]).size;
     const tIndex = (performance.now() - t1) / 1000;
@@ -101,7 +167,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
     // 2. The packed cache, one file per shard.
     const t2 = performance.now();
     const cacheDir = join(dir, 'features');
-    await writeSyntheticCache({ dir: cacheDir, tokens, dim, dtype: o.dtype, samples: cacheSamples, shardRows: o.shardRows, say });
+    const shards = await writeSyntheticCache({ dir: cacheDir, tokens, dim, dtype: o.dtype, samples: cacheSamples, shardRows: o.shardRows, say });
     const files = (await readdir(cacheDir, { recursive: true })).map((f) => join(cacheDir, String(f))).filter((f) => statSync(f).isFile());
     const diskBytes = files.reduce((s, f) => s + statSync(f).size, 0) + indexFileBytes + statSync(indexPaths[quarter]).size;
     const cacheBytes = files.reduce((s, f) => s + statSync(f).size, 0);
@@ -110,7 +176,9 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
 
     // 3. Raw sequential read of the same files (what the disk and page cache give without us).
     const t3 = performance.now();
-    const raw = await readSequential(files);
+    const reading = benchCache(cacheDir, tokens, dim, o.dtype);
+    const raw = await readFeatureFilesSequentially(reading, shards);
+    await reading.close();
     const rawReadBytesPerSecond = raw.bytes / raw.seconds;
     const tRaw = (performance.now() - t3) / 1000;
     const rawSamplesPerSecond = rawReadBytesPerSecond / entryBytes(tokens, dim, o.dtype);
@@ -212,14 +280,23 @@ export async function runDataBenchWorker(): Promise<void> {
   const report: DataRankReport = { rank, samples: 0, seconds: 0, peakRssBytes: 0, indexBytes: 0 };
   if (p.samples > 0) {
     const cfg = presetConfig(p.geometry);
-    const index = await openIndex(p.indexPath!);
+    const index = await readSampleIndex(p.indexPath!, benchIndexKey(cfg, p.samples, p.shardRows));
     report.indexBytes = index.bytesResident;
-    const build = await openBatchBuilder({ cfg, index, p });
+    const cache = benchCache(p.cacheDir, imageTokenCount(cfg), cfg.text.hiddenSize, p.dtype);
+    const R = p.shardRows;
+    const C = p.cacheSamples;
+    const locate = (i: number) => {
+      const j = i % C; // the cache may hold fewer images than samples (see bench-data.ts)
+      return { shard: Math.floor(j / R), row: j % R };
+    };
+    const builder = new BatchBuilder({ config: cfg, cache: cache.reader(benchShards(C, R)), locate, index });
+    const build = async (indices: Uint32Array) => (await builder.build(indices)).batchSize;
     const sampler = new GlobalSampler({ numSamples: p.samples, seed: 1, globalBatch: p.globalBatch, worldSize, rank });
     const t0 = performance.now();
     const batches = new Prefetcher({ keys: sampler.steps({ epoch: 0, step: 0 }, 1), depth: p.prefetch, build: (s) => build(s.indices) });
     for await (const n of batches) report.samples += n;
     report.seconds = (performance.now() - t0) / 1000;
+    await cache.close();
   }
   report.peakRssBytes = process.resourceUsage().maxRSS * 1024;
   reportBenchResult(report);

@@ -69,7 +69,7 @@ export function syntheticRow(cfg: ModelConfig, textTokens: number, sample: numbe
 }
 
 export function benchDataDefaults(): Omit<BenchDataOptions, 'onProgress'> {
-  return { samples: 2_000_000, ranks: [1, 4], geometry: 'smolvlm2-256m', dtype: 'bf16', shardRows: 10_000, textTokens: 170, globalBatch: 64, prefetch: 2, keep: false };
+  return { samples: 2_000_000, ranks: [1, 4], geometry: 'smolvlm2-256m', dtype: 'bf16', shardRows: 2_000, textTokens: 170, globalBatch: 64, prefetch: 2, keep: false };
 }
 
 export function scratchDir(o: Pick<BenchDataOptions, 'dir'>): { dir: string; owned: boolean } {
@@ -109,7 +109,7 @@ export const benchDataUsage = [
   '  --ranks 1,4           rank counts, each rank its own process (default 1,4)',
   '  --geometry NAME       feature geometry: smolvlm2-256m (36 × 576, default) or tiny (9 × 64)',
   '  --dtype bf16|f32      feature cache precision (default bf16)',
-  '  --shard-rows R        rows per shard = entries per feature file (default 10000)',
+  '  --shard-rows R        rows per shard = entries per feature file (default 2000, ~80 MB files at 256M bf16)',
   '  --text-tokens T       text ids per prompt at most (default 170: the paper\'s prompt, 100-character fields)',
   '  --global-batch B      (default 64)   --prefetch D  steps built ahead (default 2)',
   '  --cache-samples C     cache only C images (default: what fits in half the free disk); sample i reads entry i mod C',

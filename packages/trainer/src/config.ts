@@ -9,7 +9,7 @@ import { checkInvariant, ConfigError, field, kebab, resolveConfig, type Infer, t
 
 export const TRAINER_CONFIG_SCHEMA = {
   data: field.string('', 'shard root URI holding manifest.json (file path, file:// or s3://)'),
-  run: field.string('', 'run directory (local): metrics.jsonl, checkpoints/, feature-cache/'),
+  run: field.string('', 'run directory (local): metrics.jsonl, checkpoints/, feature-cache/, sample-index/'),
   preset: field.enum(['tiny', 'smolvlm2-256m'] as const, 'smolvlm2-256m', 'model preset of a seeded init (ignored with init)'),
   init: field.optionalString('initial weights: a model folder (config.json + model.safetensors + tokenizer.json); default: seeded init of the preset'),
   tokenizer: field.optionalString('tokenizer.json; default: the init folder\'s, or the bundled tiny tokenizer for the tiny preset'),

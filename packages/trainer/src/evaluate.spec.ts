@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchBuilder } from './batches.js';
 import { batchTensors, predictSplit, valMetrics } from './evaluate.js';
 import { FeatureCache } from './feature-cache.js';
+import { buildSampleIndex } from './sample-index.js';
 import type { SampleMeta } from './shard-dataset.js';
 
 describe('valMetrics', () => {
@@ -42,6 +43,13 @@ const samples: SampleMeta[] = Array.from({ length: 5 }, (_, i) => {
 /** The index lists the builder was asked for, in order. */
 const requested: number[][] = [];
 
+class RecordingBuilder extends BatchBuilder {
+  override build(indices: ArrayLike<number>) {
+    requested.push(Array.from(indices));
+    return super.build(indices);
+  }
+}
+
 /** A BatchBuilder over `samples`, their features cached under `dir`; it records what it is asked for. */
 async function memoryBuilder(dir: string): Promise<BatchBuilder> {
   const cache = new FeatureCache({ dir, backboneHash: hex('made-up backbone'), tokens: N, dim: D, dtype: 'f32' });
@@ -52,13 +60,10 @@ async function memoryBuilder(dir: string): Promise<BatchBuilder> {
     w.set(s.index, s.imageSha256, Float32Array.from({ length: N * D }, () => rng.normal()));
   }
   await cache.put(shard.sha256, w.finish());
-  const dataset = {
-    meta: async (indices: ArrayLike<number>) => {
-      requested.push(Array.from(indices));
-      return Array.from(indices, (i) => samples[i]);
-    },
-  };
-  return new BatchBuilder({ tokenizer: loadTokenizer(await readFile(TINY_TOKENIZER_URL, 'utf8')), config: cfg, cache: cache.reader([shard]), locate: (i) => ({ shard: 0, row: i }), dataset });
+  const json = await readFile(TINY_TOKENIZER_URL, 'utf8');
+  const dataset = { split: 'val', shards: [{ file: 'memory', rows: 5, bytes: 1, sha256: hex('memory') }], numSamples: 5, shard: async () => ({ start: 0, meta: samples }) };
+  const index = await buildSampleIndex({ dataset, tokenizer: loadTokenizer(json), tokenizerSha256: hex(json), config: cfg });
+  return new RecordingBuilder({ config: cfg, cache: cache.reader([shard]), locate: (i) => ({ shard: 0, row: i }), index });
 }
 
 let dir: string;

@@ -17,6 +17,7 @@
  * cursor, early-stopping state — is in the checkpoint, and dropout masks are functions of
  * (seed, step, sample), so a resumed run continues bit for bit.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError, CollectiveError, ConfigError, createLogger, MetricsSink, openStore, readManifest, type Logger } from '@smolrate/core';
@@ -38,6 +39,7 @@ import { precomputeFeatures } from './precompute-features.js';
 import { Prefetcher } from './prefetcher.js';
 import { RedisCollective } from './redis-collective.js';
 import { Replica } from './replica.js';
+import { loadOrBuildSampleIndex, type SampleIndex } from './sample-index.js';
 import { dropoutSeeds, GlobalSampler, type SamplerStep } from './sampler.js';
 import { ShardDataset } from './shard-dataset.js';
 import { TrainingProgress } from './training-progress.js';
@@ -150,9 +152,17 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     precomputed = { seconds: precomputed.seconds + r.seconds, images: precomputed.images + r.computed };
   }
   await c.barrier('features', waitLong);
-  const builder = (dataset: ShardDataset) => new BatchBuilder({ tokenizer, config: modelConfig, cache: cache.reader(dataset.shards), locate: (i) => dataset.locate(i), dataset });
-  const trainBatches = builder(trainSet);
-  const valBatches = builder(valSet);
+  // The splits' sample indexes: rank 0 builds the missing ones while the others wait, then they
+  // load its files — or, when the run directory is not shared with them, build the same bytes.
+  const tokenizerSha256 = createHash('sha256').update(tokenizerJson).digest('hex');
+  const indexOf = async (dataset: ShardDataset) =>
+    (await loadOrBuildSampleIndex({ dir: join(cfg.run, 'sample-index'), dataset, tokenizer, tokenizerSha256, config: modelConfig, log })).index;
+  const leadIndexes = lead ? [await indexOf(trainSet), await indexOf(valSet)] : [];
+  await c.barrier('sample-index', waitLong);
+  const [trainIndex, valIndex] = lead ? leadIndexes : [await indexOf(trainSet), await indexOf(valSet)];
+  const builder = (dataset: ShardDataset, index: SampleIndex) => new BatchBuilder({ config: modelConfig, cache: cache.reader(dataset.shards), locate: (i) => dataset.locate(i), index });
+  const trainBatches = builder(trainSet, trainIndex);
+  const valBatches = builder(valSet, valIndex);
 
   // 3. Sampler, schedule, optimizer and the run state (fresh or from the checkpoint).
   const micro = effectiveMicroBatch(cfg, env.worldSize);
