@@ -529,7 +529,7 @@ export class FeatureCache {
     let bytes: Buffer;
     if (this.store instanceof LocalStore) {
       bytes = await this.withHandle(key, async (fh) => {
-        const buf = Buffer.alloc(length);
+        const buf = Buffer.allocUnsafeSlow(length); // every byte is read or the length check fails; 8-aligned for typed views
         let got = 0;
         while (got < length) {
           const { bytesRead } = await fh.read(buf, got, length - got, position + got);

@@ -25,10 +25,23 @@ export function toBf16(src: Float32Array, out: Uint16Array): Uint16Array {
   return out;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** bfloat16 words widened to float32 (exact) into `out` (same length). */
 export function fromBf16(src: Uint16Array, out: Float32Array): Float32Array {
   const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+  let i = 0;
+  if (src.byteOffset % 4 === 0 && LITTLE_ENDIAN) {
+    // Two words per 32-bit load: the low word is element 2k, the high word element 2k + 1.
+    const pairs = new Uint32Array(src.buffer, src.byteOffset, src.length >>> 1);
+    for (let k = 0; k < pairs.length; k++) {
+      const w = pairs[k];
+      bits[2 * k] = w << 16;
+      bits[2 * k + 1] = w & 0xffff0000;
+    }
+    i = 2 * pairs.length;
+  }
+  for (; i < src.length; i++) bits[i] = src[i] << 16;
   return out;
 }
 

@@ -17,7 +17,7 @@ import {
   writeSampleIndex,
   type SampleIndexSource,
 } from './sample-index.js';
-import { imageSha256, ShardDataset, type SampleMeta } from './shard-dataset.js';
+import { ShardDataset, type SampleMeta } from './shard-dataset.js';
 
 const cfg = presetConfig('tiny');
 const sha = (s: string | Uint8Array) => createHash('sha256').update(s).digest('hex');
