@@ -45,9 +45,9 @@ import {
 } from '@smolrate/core';
 import { imageTokenCount, type SmolVLMRegressor } from '@smolrate/model';
 import { backboneHash } from './backbone-hash.js';
-import { fromBf16, toBf16 } from './grad-transport.js';
+import { fromBf16, fromF16, toBf16, toF16 } from './grad-transport.js';
 
-export type FeatureDtype = 'bf16' | 'f32';
+export type FeatureDtype = 'bf16' | 'f16' | 'f32';
 
 export const FEATURE_FILE_MAGIC = 'SRFP';
 export const FEATURE_FILE_VERSION = 1;
@@ -55,8 +55,8 @@ export const FEATURE_HEADER_BYTES = 112;
 export const FEATURE_TABLE_RECORD_BYTES = 40;
 export const FEATURE_DATA_ALIGN = 4096;
 const HEADER_CRC_AT = 104;
-const DTYPE_CODE: Record<FeatureDtype, number> = { f32: 1, bf16: 2 };
-const ELEMENT_BYTES: Record<FeatureDtype, number> = { f32: 4, bf16: 2 };
+const DTYPE_CODE: Record<FeatureDtype, number> = { f32: 1, bf16: 2, f16: 3 };
+const ELEMENT_BYTES: Record<FeatureDtype, number> = { f32: 4, bf16: 2, f16: 2 };
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -138,8 +138,8 @@ export class FeatureFileWriter {
       throw new ShapeError(`feature file: expected a Float32Array of ${tokens}×${dim} = ${tokens * dim} values, got ${features instanceof Float32Array ? features.length : typeof features}`);
     }
     const at = this.dataOffset + row * this.entryBytes;
-    if (dtype === 'bf16') {
-      const words = toBf16(features, new Uint16Array(features.length));
+    if (dtype !== 'f32') {
+      const words = (dtype === 'bf16' ? toBf16 : toF16)(features, new Uint16Array(features.length));
       if (LITTLE_ENDIAN) Buffer.from(words.buffer).copy(this.bytes, at);
       else words.forEach((w, i) => this.bytes.writeUInt16LE(w, at + 2 * i));
     } else if (LITTLE_ENDIAN) {
@@ -218,9 +218,9 @@ function parseHeaderAndTable(head: Buffer, table: Buffer, fileSize: number, geom
 
 /** Decodes entry bytes into `out` (N·D float32). */
 function decodeEntry(bytes: Buffer, dtype: FeatureDtype, out: Float32Array): void {
-  if (dtype === 'bf16') {
+  if (dtype !== 'f32') {
     const words = bytes.byteOffset % 2 === 0 && LITTLE_ENDIAN ? new Uint16Array(bytes.buffer, bytes.byteOffset, out.length) : Uint16Array.from({ length: out.length }, (_, i) => bytes.readUInt16LE(2 * i));
-    fromBf16(words, out);
+    (dtype === 'bf16' ? fromBf16 : fromF16)(words, out);
   } else if (LITTLE_ENDIAN) {
     new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(bytes);
   } else {
@@ -289,7 +289,7 @@ export class FeatureCache {
       if (!Number.isSafeInteger(v) || v < 1 || v > 0xffffffff) throw new ConfigError(`feature cache: ${k} must be a positive integer, got ${String(v)}`);
     }
     const dtype = options.dtype ?? 'bf16';
-    if (!(dtype in DTYPE_CODE)) throw new ConfigError(`feature cache: dtype must be bf16 or f32, got ${JSON.stringify(dtype)}`);
+    if (!(dtype in DTYPE_CODE)) throw new ConfigError(`feature cache: dtype must be bf16, f16 or f32, got ${JSON.stringify(dtype)}`);
     const concurrency = options.concurrency ?? 8;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new ConfigError(`feature cache: concurrency must be a positive integer, got ${concurrency}`);
     this.store = options.store ?? openStore(options.dir!);

@@ -45,6 +45,64 @@ export function fromBf16(src: Uint16Array, out: Float32Array): Float32Array {
   return out;
 }
 
+/** src[i] rounded to IEEE half precision (nearest even; beyond ±65504 → ±Inf; NaN stays NaN) into `out`. */
+export function toF16(src: Float32Array, out: Uint16Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = bits[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    const mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant !== 0 ? 0x200 | (mant >>> 13) : 0);
+      continue;
+    }
+    const e = exp - 112; // rebias 127 → 15
+    let h: number;
+    let rem: number;
+    let halfway: number;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    } else if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign; // below half the smallest subnormal: ±0
+        continue;
+      }
+      const m = mant | 0x800000;
+      const shift = 14 - e;
+      h = m >>> shift;
+      rem = m & ((1 << shift) - 1);
+      halfway = 1 << (shift - 1);
+    } else {
+      h = (e << 10) | (mant >>> 13);
+      rem = mant & 0x1fff;
+      halfway = 0x1000;
+    }
+    if (rem > halfway || (rem === halfway && (h & 1) === 1)) h++; // a carry rounds up into the exponent (or to Inf)
+    out[i] = sign | h;
+  }
+  return out;
+}
+
+let f16Table: Float32Array | undefined;
+
+/** IEEE half-precision words widened to float32 (exact) into `out` (same length). */
+export function fromF16(src: Uint16Array, out: Float32Array): Float32Array {
+  if (f16Table === undefined) {
+    f16Table = new Float32Array(0x10000);
+    for (let h = 0; h < 0x10000; h++) {
+      const sign = h & 0x8000 ? -1 : 1;
+      const exp = (h >>> 10) & 0x1f;
+      const mant = h & 0x3ff;
+      f16Table[h] = exp === 0 ? sign * mant * 2 ** -24 : exp === 0x1f ? (mant === 0 ? sign * Infinity : NaN) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+    }
+  }
+  const t = f16Table;
+  for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
+  return out;
+}
+
 /** Rounds `x` to bfloat16 precision in place (what a bf16 round trip over the wire does). */
 export function roundToBf16InPlace(x: Float32Array): Float32Array {
   const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
