@@ -567,15 +567,36 @@ export class FeatureReader {
   }
 }
 
+/** Read size of the raw sequential baseline on local files. */
+const SEQUENTIAL_READ_BYTES = 4 << 20;
+
 /**
  * Reads the cache files of `shards` whole, one after the other, discarding the bytes: the raw
  * sequential read rate of the same bytes the loader reads (the baseline of its samples/s).
  */
+
 export async function readFeatureFilesSequentially(cache: FeatureCache, shards: readonly Pick<FeatureShard, 'sha256'>[]): Promise<{ files: number; bytes: number; seconds: number }> {
   const t0 = performance.now();
   let bytes = 0;
+  const local = cache.store instanceof LocalStore ? cache.store : null;
+  const buf = local !== null ? Buffer.allocUnsafeSlow(SEQUENTIAL_READ_BYTES) : null;
   for (const { sha256 } of shards) {
-    for await (const chunk of await cache.store.createReadStream(cache.keyOf(sha256))) bytes += (chunk as Buffer).length;
+    const key = cache.keyOf(sha256);
+    if (local === null) {
+      for await (const chunk of await cache.store.createReadStream(key)) bytes += (chunk as Buffer).length;
+      continue;
+    }
+    // Local files: large positional reads, the best sequential rate Node gets from the disk or page cache.
+    const fh = await open(local.pathOf(key), 'r');
+    try {
+      for (;;) {
+        const { bytesRead } = await fh.read(buf!, 0, SEQUENTIAL_READ_BYTES, null);
+        if (bytesRead === 0) break;
+        bytes += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
   }
   return { files: shards.length, bytes, seconds: (performance.now() - t0) / 1000 };
 }
