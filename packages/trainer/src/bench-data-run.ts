@@ -152,7 +152,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
     const fit = Math.floor((0.5 * freeBytes(dir)) / perImage);
     const cacheSamples = Math.min(o.samples, o.cacheSamples ?? fit);
     if (cacheSamples < 1) throw new Error(`bench-data: no room for a feature cache in ${dir}`);
-    say(`scratch ${dir}; ${o.samples.toLocaleString('en-US')} samples, ${o.geometry} features [${tokens}, ${dim}] ${o.dtype} = ${perImage} B/image; cache of ${cacheSamples.toLocaleString('en-US')} images${cacheSamples < o.samples ? ' (sample i reads entry i mod C: a full cache would not fit half the free disk)' : ''}`);
+    say(`scratch ${dir}; ${o.samples.toLocaleString('en-US')} samples, ${o.geometry} features [${tokens}, ${dim}] ${o.dtype} = ${perImage} B/image; cache of ${cacheSamples.toLocaleString('en-US')} images${cacheSamples < o.samples ? ` (sample i reads entry i mod C${o.cacheSamples === undefined ? ': a full cache would not fit half the free disk' : ''})` : ''}`);
 
     // 1. Sample indexes at N/4 and N.
     const t1 = performance.now();

@@ -47,12 +47,12 @@ export interface BenchDataOptions {
   onProgress?: (line: string) => void;
 }
 
-/** Synthetic prompt rows of the paper's shape: `<image>` block, then text ids, seeded per sample. */
+/** Synthetic prompt rows of the paper's shape: the image block, then `textTokens` text ids, seeded per sample. */
 export function syntheticRow(cfg: ModelConfig, textTokens: number, sample: number, seed = 1): Uint16Array {
   const n = imageTokenCount(cfg);
   const rng = new Rng(seed, 'bench-data-row', sample);
-  // Length varies like real prompts (short descriptions): 60–100 % of the text budget.
-  const text = Math.max(1, Math.round(textTokens * (0.6 + 0.4 * rng.next())));
+  // Every row at the full text budget: the paper's longest prompt, the index's worst case.
+  const text = textTokens;
   const row = new Uint16Array(3 + n + text);
   const vocab = Math.min(cfg.text.vocabSize, 0xffff);
   let k = 0;
@@ -125,11 +125,11 @@ export function parseBenchDataArgs(argv: string[]): BenchDataOptions & { json: b
     ranks,
     geometry: (flagString(args, 'geometry') ?? d.geometry) as BenchDataOptions['geometry'],
     dtype: (flagString(args, 'dtype') ?? d.dtype) as BenchDataOptions['dtype'],
-    shardRows: flagNumber(args, 'shard-rows', d.shardRows)!,
-    textTokens: flagNumber(args, 'text-tokens', d.textTokens)!,
-    globalBatch: flagNumber(args, 'global-batch', d.globalBatch)!,
+    shardRows: flagNumber(args, 'shardRows', d.shardRows)!,
+    textTokens: flagNumber(args, 'textTokens', d.textTokens)!,
+    globalBatch: flagNumber(args, 'globalBatch', d.globalBatch)!,
     prefetch: flagNumber(args, 'prefetch', d.prefetch)!,
-    cacheSamples: flagNumber(args, 'cache-samples'),
+    cacheSamples: flagNumber(args, 'cacheSamples'),
     dir: flagString(args, 'dir'),
     keep: flagBool(args, 'keep'),
     json: flagBool(args, 'json'),
