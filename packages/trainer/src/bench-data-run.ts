@@ -4,7 +4,7 @@
  * and reports. A rank runs `runDataBenchWorker`: one epoch of the trainer's data path.
  */
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatDuration, Rng } from '@smolrate/core';
@@ -21,7 +21,7 @@ export interface DataRankReport {
   rank: number;
   samples: number;
   seconds: number;
-  /** process.resourceUsage().maxRSS, bytes. */
+  /** Peak resident set of the rank's process (VmHWM), bytes. */
   peakRssBytes: number;
   /** Resident bytes of the loaded sample index (its typed arrays). */
   indexBytes: number;
@@ -272,6 +272,21 @@ export function formatBenchData(r: BenchDataResult): string {
   return lines.join('\n');
 }
 
+/**
+ * This process's peak resident set, bytes: /proc's VmHWM (per address space, so it starts afresh
+ * at exec), not getrusage's maxRSS, which a child inherits from its parent at fork — the parent
+ * holding the index it just built would show in every rank.
+ */
+function peakRss(): number {
+  try {
+    const m = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m !== null) return Number(m[1]) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
+
 /** One rank of a data run (bench-worker-main `data`). */
 export async function runDataBenchWorker(): Promise<void> {
   const p = JSON.parse(process.env.SMOLRATE_BENCH ?? '{}') as DataWorkerParams;
@@ -298,6 +313,6 @@ export async function runDataBenchWorker(): Promise<void> {
     report.seconds = (performance.now() - t0) / 1000;
     await cache.close();
   }
-  report.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  report.peakRssBytes = peakRss();
   reportBenchResult(report);
 }
