@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatDuration, Rng } from '@smolrate/core';
 import { imageTokenCount, presetConfig, type ModelConfig } from '@smolrate/model';
-import { freeBytes, PAPER_SAMPLES, removeScratch, scratchDir, syntheticRow, type BenchDataOptions } from './bench-data.js';
+import { dropPageCache, freeBytes, PAPER_SAMPLES, removeScratch, scratchDir, syntheticRow, type BenchDataOptions } from './bench-data.js';
 import { BatchBuilder } from './batches.js';
 import { reportBenchResult, runBenchWorkers } from './bench-workers.js';
 import { FeatureCache, packedBytesPerImage, readFeatureFilesSequentially, type FeatureDtype, type FeatureShard } from './feature-cache.js';
@@ -177,6 +177,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
     // 3. Raw sequential read of the same files (what the disk and page cache give without us).
     const t3 = performance.now();
     const reading = benchCache(cacheDir, tokens, dim, o.dtype);
+    if (o.cold === true) dropPageCache();
     const raw = await readFeatureFilesSequentially(reading, shards);
     await reading.close();
     const rawReadBytesPerSecond = raw.bytes / raw.seconds;
@@ -192,6 +193,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
     for (const n of [quarter, o.samples]) {
       for (const w of o.ranks) {
         say(`epoch of ${n.toLocaleString('en-US')} samples on ${w} rank(s) …`);
+        if (o.cold === true) dropPageCache();
         const result = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: w, redisUrl: null, params: { ...base, samples: n, indexPath: indexPaths[n] } })).perRank.map((r, k) => {
           if (r === undefined) throw new Error(`bench-data: rank ${k} reported no result`);
           return r;

@@ -21,7 +21,8 @@
  * end unless `--keep`.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, flagBool, flagNumber, flagString, formatDuration, parseArgs, Rng, UsageError, type CommandSpec } from '@smolrate/core';
@@ -44,6 +45,8 @@ export interface BenchDataOptions {
   cacheSamples?: number;
   dir?: string;
   keep: boolean;
+  /** Drop the page cache (root) before the raw read and before each run: disk, not memory, rates. */
+  cold?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -83,6 +86,16 @@ export function freeBytes(dir: string): number {
   return s.bavail * s.bsize;
 }
 
+/** Empties the kernel's page cache (root only), so the next reads come from the disk. */
+export function dropPageCache(): void {
+  execFileSync('sync');
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+  } catch (e) {
+    throw new UsageError(`bench-data --cold: cannot drop the page cache (${(e as Error).message}); it needs root on Linux`);
+  }
+}
+
 export function removeScratch(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
@@ -113,11 +126,12 @@ export const benchDataUsage = [
   '  --text-tokens T       text ids per prompt at most (default 170: the paper\'s prompt, 100-character fields)',
   '  --global-batch B      (default 64)   --prefetch D  steps built ahead (default 2)',
   '  --cache-samples C     cache only C images (default: what fits in half the free disk); sample i reads entry i mod C',
+  '  --cold                drop the page cache (needs root) before the raw read and each run: the disk\'s rates',
   '  --dir DIR             scratch folder (default: a temporary one)   --keep  keep it   --json  print JSON',
 ].join('\n');
 
 export function parseBenchDataArgs(argv: string[]): BenchDataOptions & { json: boolean } {
-  const args = parseArgs(argv, ['keep', 'json']);
+  const args = parseArgs(argv, ['keep', 'json', 'cold']);
   const d = benchDataDefaults();
   const ranks = (flagString(args, 'ranks') ?? d.ranks.join(',')).split(',').map((s) => Number(s.trim()));
   const o = {
@@ -132,6 +146,7 @@ export function parseBenchDataArgs(argv: string[]): BenchDataOptions & { json: b
     cacheSamples: flagNumber(args, 'cacheSamples'),
     dir: flagString(args, 'dir'),
     keep: flagBool(args, 'keep'),
+    cold: flagBool(args, 'cold'),
     json: flagBool(args, 'json'),
   };
   checkOptions(o);
