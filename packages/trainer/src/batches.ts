@@ -55,7 +55,16 @@ export interface TrainingBatch {
   globalIndices: Uint32Array;
   /** [B] source-file category of each row. */
   categories: string[];
+  /**
+   * Hands imageFeatures back to the builder for a later batch (call it once the features are in
+   * a tensor and that tensor is disposed; the batch must not be used after). Optional: a batch
+   * never released is garbage-collected as usual.
+   */
+  release(): void;
 }
+
+/** Feature buffers a builder keeps for reuse. */
+const POOL_SIZE = 8;
 
 /** The prompt fields of a sample (see the file comment for the category rule). */
 export function promptItemOf(sample: Pick<SampleMeta, 'title' | 'description' | 'features' | 'main_category' | 'category'>): PromptItem {
@@ -74,6 +83,8 @@ export class BatchBuilder {
   private readonly locate: (index: number) => FeatureLocation;
   private readonly index: SampleIndex;
   private readonly seqLen: number | undefined;
+  /** Released feature buffers, reused by later batches of the same size. */
+  private readonly pool: Float32Array[] = [];
 
   constructor(options: BatchBuilderOptions) {
     this.config = options.config;
@@ -103,7 +114,16 @@ export class BatchBuilder {
     const globalIndices = Uint32Array.from(indices);
     const encoded = packTokenRows(this.config, rows, { seqLen: this.seqLen, imageTokens: this.cache.tokens });
 
-    const imageFeatures = await this.cache.read(Array.from(globalIndices, (i) => this.locate(i)));
+    const size = globalIndices.length * this.cache.tokens * this.cache.dim;
+    const k = this.pool.findIndex((b) => b.length === size);
+    const reused = k >= 0 ? this.pool.splice(k, 1)[0] : undefined;
+    const imageFeatures = await this.cache.read(Array.from(globalIndices, (i) => this.locate(i)), reused);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (this.pool.length < POOL_SIZE) this.pool.push(imageFeatures);
+    };
 
     return {
       batchSize: encoded.batchSize,
@@ -117,6 +137,7 @@ export class BatchBuilder {
       targets: Float32Array.from(globalIndices, (i) => index.target(i)),
       globalIndices,
       categories: Array.from(globalIndices, (i) => index.category(i)),
+      release,
     };
   }
 }

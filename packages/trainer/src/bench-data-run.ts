@@ -137,7 +137,7 @@ async function writeSyntheticIndex(path: string, key: SampleIndexKey, samples: n
 
 /** Bytes of one cache entry (features only). */
 function entryBytes(tokens: number, dim: number, dtype: string): number {
-  return tokens * dim * (dtype === 'bf16' ? 2 : 4);
+  return tokens * dim * (dtype === 'f32' ? 4 : 2);
 }
 
 export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult> {
@@ -307,11 +307,13 @@ export async function runDataBenchWorker(): Promise<void> {
       return { shard: Math.floor(j / R), row: j % R };
     };
     const builder = new BatchBuilder({ config: cfg, cache: cache.reader(benchShards(C, R)), locate, index });
-    const build = async (indices: Uint32Array) => (await builder.build(indices)).batchSize;
     const sampler = new GlobalSampler({ numSamples: p.samples, seed: 1, globalBatch: p.globalBatch, worldSize, rank });
     const t0 = performance.now();
-    const batches = new Prefetcher({ keys: sampler.steps({ epoch: 0, step: 0 }, 1), depth: p.prefetch, build: (s) => build(s.indices) });
-    for await (const n of batches) report.samples += n;
+    const batches = new Prefetcher({ keys: sampler.steps({ epoch: 0, step: 0 }, 1), depth: p.prefetch, build: (s) => builder.build(s.indices) });
+    for await (const b of batches) {
+      report.samples += b.batchSize;
+      b.release(); // as the trainer does after the step
+    }
     report.seconds = (performance.now() - t0) / 1000;
     await cache.close();
   }

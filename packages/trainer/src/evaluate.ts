@@ -38,6 +38,7 @@ export async function predictSplit(model: SmolVLMRegressor, builder: BatchBuilde
       tf.dispose([t.imageFeatures, t.targets]);
     }
     targets.set(batch.targets, start);
+    batch.release();
   }
   return { predictions, targets };
 }

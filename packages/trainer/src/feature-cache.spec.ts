@@ -10,6 +10,7 @@ import {
   FEATURE_TABLE_RECORD_BYTES,
   featureDataOffset,
   FeatureCache,
+  Limiter,
   packedBytesPerImage,
   readFeatureFilesSequentially,
   type FeatureDtype,
@@ -138,12 +139,12 @@ describe('FeatureCache', () => {
     const calls: Array<[number, number]> = [];
     let inFlight = 0;
     let maxInFlight = 0;
-    const readRange = (cache as unknown as { readRange: (k: string, p: number, l: number) => Promise<Buffer> }).readRange.bind(cache);
-    vi.spyOn(cache as unknown as { readRange: typeof readRange }, 'readRange').mockImplementation(async (k, p, l) => {
+    const readRange = (cache as unknown as { readRange: (k: string, p: number, l: number, into?: Buffer) => Promise<Buffer> }).readRange.bind(cache);
+    vi.spyOn(cache as unknown as { readRange: typeof readRange }, 'readRange').mockImplementation(async (k, p, l, into) => {
       calls.push([p, l]);
       maxInFlight = Math.max(maxInFlight, ++inFlight);
       try {
-        return await readRange(k, p, l);
+        return await readRange(k, p, l, into);
       } finally {
         inFlight--;
       }
@@ -158,6 +159,38 @@ describe('FeatureCache', () => {
     calls.length = 0;
     await reader.read([{ shard: 0, row: 0 }]); // the header is read once per cache
     expect(calls).toEqual([[data, entry]]);
+    await cache.close();
+  });
+
+  it('concurrent reads over several files never exceed the bound (one read slot each) and give the right rows, into a reused buffer', async () => {
+    const cacheDir = join(dir, 'many');
+    const shards = ['m0', 'm1', 'm2', 'm3', 'm4'].map(shardOf);
+    const writer = new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'f32' });
+    for (const s of shards) await writeShard(writer, s);
+    const cache = new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'f32', concurrency: 2 });
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const readRange = (cache as unknown as { readRange: (k: string, p: number, l: number, into?: Buffer) => Promise<Buffer> }).readRange.bind(cache);
+    vi.spyOn(cache as unknown as { readRange: typeof readRange }, 'readRange').mockImplementation(async (k, p, l, into) => {
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      try {
+        await new Promise((r) => setTimeout(r, 1)); // hold the permit across ticks, as a disk or S3 read does
+        return await readRange(k, p, l, into);
+      } finally {
+        inFlight--;
+      }
+    });
+    const reader = cache.reader(shards.map((s) => s.shard));
+    // Every other row of every shard: no two adjacent, so one range each; three batches at once.
+    const batch = (odd: number) => shards.flatMap((_, shard) => [0, 2, 4, 6].filter((r) => r % 4 === 2 * odd || odd === 2).map((row) => ({ shard, row })));
+    const reused = new Float32Array(batch(0).length * N * D).fill(123);
+    const [a, b, c] = await Promise.all([reader.read(batch(0), reused), reader.read(batch(1)), reader.read(batch(2))]);
+    expect(a).toBe(reused);
+    expect(maxInFlight).toBe(2);
+    for (const [locs, got] of [[batch(0), a], [batch(1), b], [batch(2), c]] as const) {
+      locs.forEach(({ shard, row }, k) => expect(sameBits(got.subarray(k * N * D, (k + 1) * N * D), shards[shard].rows[row]), `shard ${shard} row ${row}`).toBe(true));
+    }
+    await expect(reader.read(batch(0), new Float32Array(5))).rejects.toThrow(RangeError);
     await cache.close();
   });
 
@@ -185,7 +218,7 @@ describe('FeatureCache', () => {
     await damaged(async (b) => {
       b[featureDataOffset(ROWS) + 4 * N * D * 4 + 9] ^= 0x10; // entry 4
       await writeFile(path, b);
-    }, /entry 4 has crc32/);
+    }, /entry 4 has checksum/);
     await damaged(async (b) => {
       b[FEATURE_HEADER_BYTES + 2 * FEATURE_TABLE_RECORD_BYTES + 5] ^= 1; // an image hash in the table
       await writeFile(path, b);
@@ -283,5 +316,35 @@ describe('FeatureCache', () => {
     } finally {
       for (const { key } of await s3.list()) await s3.delete(key);
     }
+  });
+});
+
+describe('Limiter', () => {
+  it('runs at most max at once, even when a newcomer arrives while a waiter is being woken', async () => {
+    const limiter = new Limiter(2);
+    let active = 0;
+    let peak = 0;
+    const gates: Array<() => void> = [];
+    const task = () =>
+      limiter.run(async () => {
+        peak = Math.max(peak, ++active);
+        await new Promise<void>((r) => gates.push(r));
+        active--;
+      });
+    const runs = [task(), task(), task()]; // the third waits
+    await new Promise((r) => setTimeout(r, 0));
+    expect(gates).toHaveLength(2);
+    gates.shift()!(); // the first ends: its permit goes to the third …
+    await Promise.resolve();
+    await Promise.resolve();
+    runs.push(task()); // … so a newcomer in the meantime must wait
+    await new Promise((r) => setTimeout(r, 0));
+    expect(peak).toBe(2);
+    while (gates.length > 0) {
+      gates.shift()!();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+    await Promise.all(runs);
+    expect(peak).toBe(2);
   });
 });

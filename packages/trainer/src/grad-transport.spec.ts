@@ -1,6 +1,7 @@
 import { Rng } from '@smolrate/core';
 import { describe, expect, it } from 'vitest';
-import { fromBf16, fromF16, roundToBf16InPlace, toBf16, toF16 } from './grad-transport.js';
+import { fromF16 } from '../tests/f16-reference.js';
+import { fromBf16, roundToBf16InPlace, toBf16, toF16 } from './grad-transport.js';
 
 /** Magnitude of a float32 bit pattern (sign bit clear) in float64; 0x7f800000 counts as 2^128. */
 function magnitude(bits: number): number {

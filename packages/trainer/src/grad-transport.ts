@@ -85,24 +85,6 @@ export function toF16(src: Float32Array, out: Uint16Array): Uint16Array {
   return out;
 }
 
-let f16Table: Float32Array | undefined;
-
-/** IEEE half-precision words widened to float32 (exact) into `out` (same length). */
-export function fromF16(src: Uint16Array, out: Float32Array): Float32Array {
-  if (f16Table === undefined) {
-    f16Table = new Float32Array(0x10000);
-    for (let h = 0; h < 0x10000; h++) {
-      const sign = h & 0x8000 ? -1 : 1;
-      const exp = (h >>> 10) & 0x1f;
-      const mant = h & 0x3ff;
-      f16Table[h] = exp === 0 ? sign * mant * 2 ** -24 : exp === 0x1f ? (mant === 0 ? sign * Infinity : NaN) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
-    }
-  }
-  const t = f16Table;
-  for (let i = 0; i < src.length; i++) out[i] = t[src[i]];
-  return out;
-}
-
 /** Rounds `x` to bfloat16 precision in place (what a bf16 round trip over the wire does). */
 export function roundToBf16InPlace(x: Float32Array): Float32Array {
   const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);

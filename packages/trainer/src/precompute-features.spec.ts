@@ -114,7 +114,7 @@ describe('precomputeFeatures', () => {
     const damage = async (s: number, fn: (b: Buffer) => Buffer) => writeFile(path(s), fn(await readFile(path(s))));
     const cases: Array<[string, (b: Buffer) => Buffer, RegExp]> = [
       ['truncated', (b) => b.subarray(0, b.length - 5), /truncated/],
-      ['flipped entry byte', (b) => ((b[featureDataOffset(3) + 17] ^= 4), b), /entry 0 has crc32/],
+      ['flipped entry byte', (b) => ((b[featureDataOffset(3) + 17] ^= 4), b), /entry 0 has checksum/],
       ['other backbone', (b) => (b.write('ab'.repeat(32), 40, 'hex'), b), /backbone hash/],
       ['other dtype', (b) => (b.writeUInt32LE(2, 8), b), /dtype code 2/],
     ];

@@ -329,6 +329,7 @@ async function accumulate(
     out = model.lossAndGrads({ tokens: b, imageFeatures: t.imageFeatures }, t.targets, { dropoutSeed: seeds });
   } finally {
     for (const x of Object.values(t)) x.dispose();
+    b.release(); // its features are in no tensor now
   }
   await replica.accumulate(flat, out.grads, weight, done);
   flat[replica.size] += weight * out.loss;
