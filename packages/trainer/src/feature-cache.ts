@@ -417,9 +417,9 @@ export class FeatureCache {
       let n = 1;
       while (k < order.length && locations[order[k]].shard === s) {
         const r = locations[order[k]].row;
-        if (r === first + n - 1) k++;
-        else if (r === first + n && n < maxRun) (k++, n++);
-        else break;
+        if (r === first + n && n < maxRun) n++;
+        else if (r !== first + n - 1) break;
+        k++;
       }
       const slots = order.slice(i, k);
       work.push(this.readRun(shards[s], first, n, slots, locations, out));
