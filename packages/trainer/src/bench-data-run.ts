@@ -30,6 +30,8 @@ export interface DataRankReport {
 export interface DataRun {
   samples: number;
   ranks: number;
+  /** The sampler's sampleBlock (1: the plain global shuffle). */
+  sampleBlock: number;
   /** Samples of the epoch over all ranks / the slowest rank's seconds. */
   samplesPerSecond: number;
   /** samplesPerSecond / the raw read rate in samples (raw bytes/s ÷ entry bytes). */
@@ -54,13 +56,16 @@ export interface BenchDataResult {
   cacheBytesPerImage: number;
   cacheDiskBytesPerImage: number;
   diskBytes: number;
+  /** The scratch folder when it was kept (`--keep` or `--dir`), else null (removed). */
+  keptIn: string | null;
   rawReadBytesPerSecond: number;
   rawSamplesPerSecond: number;
   emptyRssBytes: number;
   runs: DataRun[];
   /** Per rank count: (peak RSS at N − at N/4) ÷ (3N/4), bytes per sample. */
   rssGrowthPerSample: Record<number, number>;
-  extrapolation: { samples: number; indexBytesPerRank: number; cacheBytes: number; cacheFiles: number; epochSecondsPerRank: Record<number, number> };
+  /** Epoch seconds of the data path at 16.4 M samples, by "<ranks> rank(s), block <K>". */
+  extrapolation: { samples: number; indexBytesPerRank: number; cacheBytes: number; cacheFiles: number; epochSeconds: Record<string, number> };
   seconds: { index: number; cache: number; raw: number; runs: number };
 }
 
@@ -74,6 +79,7 @@ export interface DataWorkerParams {
   shardRows: number;
   globalBatch: number;
   prefetch: number;
+  sampleBlock: number;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -187,36 +193,37 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
 
     // 4. The ranks: an empty run, then each size × rank count.
     const t4 = performance.now();
-    const base: Omit<DataWorkerParams, 'samples' | 'indexPath'> = { geometry: o.geometry, dtype: o.dtype, cacheDir, cacheSamples, shardRows: o.shardRows, globalBatch: o.globalBatch, prefetch: o.prefetch };
-    const empty = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: 1, redisUrl: null, params: { ...base, samples: 0, indexPath: null } })).result;
+    const base: Omit<DataWorkerParams, 'samples' | 'indexPath' | 'sampleBlock'> = { geometry: o.geometry, dtype: o.dtype, cacheDir, cacheSamples, shardRows: o.shardRows, globalBatch: o.globalBatch, prefetch: o.prefetch };
+    const empty = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: 1, redisUrl: null, params: { ...base, samples: 0, indexPath: null, sampleBlock: 1 } })).result;
     const runs: DataRun[] = [];
-    for (const n of [quarter, o.samples]) {
-      for (const w of o.ranks) {
-        say(`epoch of ${n.toLocaleString('en-US')} samples on ${w} rank(s) …`);
-        if (o.cold === true) dropPageCache();
-        const result = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: w, redisUrl: null, params: { ...base, samples: n, indexPath: indexPaths[n] } })).perRank.map((r, k) => {
-          if (r === undefined) throw new Error(`bench-data: rank ${k} reported no result`);
-          return r;
-        });
-        const slowest = Math.max(...result.map((r) => r.seconds));
-        const done = result.reduce((s, r) => s + r.samples, 0);
-        const samplesPerSecond = done / slowest;
-        runs.push({ samples: n, ranks: w, samplesPerSecond, readRatio: samplesPerSecond / rawSamplesPerSecond, peakRssBytes: Math.max(...result.map((r) => r.peakRssBytes)), perRank: result });
-        say(`  ${samplesPerSecond.toFixed(0)} samples/s (${(samplesPerSecond / rawSamplesPerSecond).toFixed(2)} × raw), peak RSS ${(Math.max(...result.map((r) => r.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB per rank`);
-      }
+    // The plain shuffle at N/4 and N (the memory growth), then block shuffles at N.
+    const plan = [quarter, o.samples].flatMap((n) => o.ranks.map((w) => ({ n, w, k: 1 })));
+    for (const k of o.sampleBlocks.filter((b) => b !== 1)) plan.push(...o.ranks.map((w) => ({ n: o.samples, w, k })));
+    for (const { n, w, k } of plan) {
+      say(`epoch of ${n.toLocaleString('en-US')} samples on ${w} rank(s), sample block ${k} …`);
+      if (o.cold === true) dropPageCache();
+      const result = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: w, redisUrl: null, params: { ...base, samples: n, indexPath: indexPaths[n], sampleBlock: k } })).perRank.map((r, rank) => {
+        if (r === undefined) throw new Error(`bench-data: rank ${rank} reported no result`);
+        return r;
+      });
+      const slowest = Math.max(...result.map((r) => r.seconds));
+      const done = result.reduce((s, r) => s + r.samples, 0);
+      const samplesPerSecond = done / slowest;
+      runs.push({ samples: n, ranks: w, sampleBlock: k, samplesPerSecond, readRatio: samplesPerSecond / rawSamplesPerSecond, peakRssBytes: Math.max(...result.map((r) => r.peakRssBytes)), perRank: result });
+      say(`  ${samplesPerSecond.toFixed(0)} samples/s (${(samplesPerSecond / rawSamplesPerSecond).toFixed(2)} × raw), peak RSS ${(Math.max(...result.map((r) => r.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB per rank`);
     }
     const tRuns = (performance.now() - t4) / 1000;
 
     const rssGrowthPerSample: Record<number, number> = {};
     for (const w of o.ranks) {
-      const at = (n: number) => runs.find((r) => r.samples === n && r.ranks === w)!;
+      const at = (n: number) => runs.find((r) => r.samples === n && r.ranks === w && r.sampleBlock === 1)!;
       // Median over the ranks of each run's per-rank peak: the ranks of a run hold the same data.
       rssGrowthPerSample[w] = (median(at(o.samples).perRank.map((r) => r.peakRssBytes)) - median(at(quarter).perRank.map((r) => r.peakRssBytes))) / (o.samples - quarter);
     }
     const full = runs.filter((r) => r.samples === o.samples);
     const indexResident = median(full[0].perRank.map((r) => r.indexBytes)) / o.samples;
-    const epochSecondsPerRank: Record<number, number> = {};
-    for (const r of full) epochSecondsPerRank[r.ranks] = PAPER_SAMPLES / r.samplesPerSecond;
+    const epochSeconds: Record<string, number> = {};
+    for (const r of full) epochSeconds[`${r.ranks} rank(s), block ${r.sampleBlock}`] = PAPER_SAMPLES / r.samplesPerSecond;
     return {
       samples: o.samples,
       geometry: o.geometry,
@@ -230,6 +237,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
       cacheBytesPerImage: perImage,
       cacheDiskBytesPerImage: cacheBytes / cacheSamples,
       diskBytes,
+      keptIn: owned && !o.keep ? null : dir,
       rawReadBytesPerSecond,
       rawSamplesPerSecond,
       emptyRssBytes: empty.peakRssBytes,
@@ -240,7 +248,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
         indexBytesPerRank: indexResident * PAPER_SAMPLES,
         cacheBytes: perImage * PAPER_SAMPLES,
         cacheFiles: Math.ceil(PAPER_SAMPLES / o.shardRows),
-        epochSecondsPerRank,
+        epochSeconds,
       },
       seconds: { index: tIndex, cache: tCache, raw: tRaw, runs: tRuns },
     };
@@ -256,20 +264,20 @@ export function formatBenchData(r: BenchDataResult): string {
   const lines = [
     `data path, ${r.samples.toLocaleString('en-US')} samples (and ${Math.floor(r.samples / 4).toLocaleString('en-US')}), features ${r.geometry} [${r.tokens}, ${r.dim}] ${r.dtype}, ${r.shardRows.toLocaleString('en-US')} rows per shard/feature file`,
     `sample index: ${r.indexResidentBytesPerSample.toFixed(0)} B/sample resident per rank, ${r.indexFileBytesPerSample.toFixed(0)} B/sample on disk`,
-    `feature cache: ${r.cacheBytesPerImage.toLocaleString('en-US')} B/image (${(r.cacheBytesPerImage / 1024).toFixed(1)} KB), ${r.cacheDiskBytesPerImage.toFixed(0)} B/image on disk with headers; ${r.cacheSamples.toLocaleString('en-US')} images cached${r.cacheSamples < r.samples ? ' (sample i reads entry i mod C)' : ''}; disk used ${gib(r.diskBytes)} (removed)`,
+    `feature cache: ${r.cacheBytesPerImage.toLocaleString('en-US')} B/image (${(r.cacheBytesPerImage / 1024).toFixed(1)} KB), ${r.cacheDiskBytesPerImage.toFixed(0)} B/image on disk with headers; ${r.cacheSamples.toLocaleString('en-US')} images cached${r.cacheSamples < r.samples ? ' (sample i reads entry i mod C)' : ''}; disk used ${gib(r.diskBytes)} (${r.keptIn === null ? 'removed' : `kept in ${r.keptIn}`})`,
     `raw sequential read of the cache files: ${mib(r.rawReadBytesPerSecond)}/s = ${r.rawSamplesPerSecond.toFixed(0)} samples/s`,
     `empty run: peak RSS ${mib(r.emptyRssBytes)}`,
     '',
-    '  samples  ranks  samples/s  × raw  peak RSS/rank  RSS − empty per sample',
+    '  samples  ranks  block  samples/s  × raw  peak RSS/rank  RSS − empty per sample',
   ];
   for (const run of r.runs) {
-    lines.push(`${run.samples.toLocaleString('en-US').padStart(10)}  ${String(run.ranks).padStart(5)}  ${run.samplesPerSecond.toFixed(0).padStart(9)}  ${run.readRatio.toFixed(2).padStart(5)}  ${mib(run.peakRssBytes).padStart(13)}  ${((run.peakRssBytes - r.emptyRssBytes) / run.samples).toFixed(0).padStart(10)} B`);
+    lines.push(`${run.samples.toLocaleString('en-US').padStart(10)}  ${String(run.ranks).padStart(5)}  ${String(run.sampleBlock).padStart(5)}  ${run.samplesPerSecond.toFixed(0).padStart(9)}  ${run.readRatio.toFixed(2).padStart(5)}  ${mib(run.peakRssBytes).padStart(13)}  ${((run.peakRssBytes - r.emptyRssBytes) / run.samples).toFixed(0).padStart(10)} B`);
   }
   lines.push('');
   for (const [w, g] of Object.entries(r.rssGrowthPerSample)) lines.push(`peak RSS growth per sample, ${w} rank(s), ${Math.floor(r.samples / 4).toLocaleString('en-US')} → ${r.samples.toLocaleString('en-US')}: ${g.toFixed(0)} B`);
   const x = r.extrapolation;
   lines.push(
-    `at ${x.samples.toLocaleString('en-US')} samples: index ${gib(x.indexBytesPerRank)} per rank; feature cache ${gib(x.cacheBytes)} in ${x.cacheFiles.toLocaleString('en-US')} files; one epoch's data path ${Object.entries(x.epochSecondsPerRank).map(([w, s]) => `${formatDuration(s)} with ${w} rank(s)`).join(', ')} at this machine's rates`,
+    `at ${x.samples.toLocaleString('en-US')} samples: index ${gib(x.indexBytesPerRank)} per rank; feature cache ${gib(x.cacheBytes)} in ${x.cacheFiles.toLocaleString('en-US')} files; one epoch's data path ${Object.entries(x.epochSeconds).map(([what, s]) => `${formatDuration(s)} (${what})`).join(', ')} at this machine's rates`,
   );
   return lines.join('\n');
 }
@@ -307,7 +315,7 @@ export async function runDataBenchWorker(): Promise<void> {
       return { shard: Math.floor(j / R), row: j % R };
     };
     const builder = new BatchBuilder({ config: cfg, cache: cache.reader(benchShards(C, R)), locate, index });
-    const sampler = new GlobalSampler({ numSamples: p.samples, seed: 1, globalBatch: p.globalBatch, worldSize, rank });
+    const sampler = new GlobalSampler({ numSamples: p.samples, seed: 1, globalBatch: p.globalBatch, worldSize, rank, sampleBlock: p.sampleBlock });
     const t0 = performance.now();
     const batches = new Prefetcher({ keys: sampler.steps({ epoch: 0, step: 0 }, 1), depth: p.prefetch, build: (s) => builder.build(s.indices) });
     for await (const b of batches) {

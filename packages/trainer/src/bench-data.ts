@@ -14,7 +14,9 @@
  *
  * then runs one epoch of the data path (GlobalSampler → BatchBuilder: the rank's slice, tokens
  * from the index, features by ranged reads with bounded prefetch) for 1 and for 4 ranks, each rank
- * its own process, at N/4 and at N samples, plus an empty run (a rank that loads nothing). It
+ * its own process, at N/4 and at N samples, plus an empty run (a rank that loads nothing), and
+ * at N with the sampler's block shuffle (`--sample-blocks`, docs/training.md "The data path at
+ * scale"). It
  * prints per-rank peak RSS and its growth per sample, the index's and the cache's bytes per sample,
  * samples/s against the raw sequential read rate of the same cache files measured in the same
  * run, and the extrapolation to 16.4 M samples. Disk use is reported; the folder is removed at the
@@ -35,8 +37,10 @@ export interface BenchDataOptions {
   samples: number;
   /** Worker counts (default 1, 4). */
   ranks: number[];
+  /** Sampler blocks run at N besides the plain shuffle (default 16). */
+  sampleBlocks: number[];
   geometry: 'smolvlm2-256m' | 'tiny';
-  dtype: 'bf16' | 'f32';
+  dtype: 'bf16' | 'f16' | 'f32';
   shardRows: number;
   textTokens: number;
   globalBatch: number;
@@ -72,7 +76,7 @@ export function syntheticRow(cfg: ModelConfig, textTokens: number, sample: numbe
 }
 
 export function benchDataDefaults(): Omit<BenchDataOptions, 'onProgress'> {
-  return { samples: 2_000_000, ranks: [1, 4], geometry: 'smolvlm2-256m', dtype: 'bf16', shardRows: 2_000, textTokens: 170, globalBatch: 64, prefetch: 2, keep: false };
+  return { samples: 2_000_000, ranks: [1, 4], sampleBlocks: [16], geometry: 'smolvlm2-256m', dtype: 'bf16', shardRows: 2_000, textTokens: 170, globalBatch: 64, prefetch: 2, keep: false };
 }
 
 export function scratchDir(o: Pick<BenchDataOptions, 'dir'>): { dir: string; owned: boolean } {
@@ -110,9 +114,10 @@ export function checkOptions(o: BenchDataOptions): void {
   positive('--global-batch', o.globalBatch);
   if (o.cacheSamples !== undefined) positive('--cache-samples', o.cacheSamples);
   for (const r of o.ranks) positive('--ranks', r);
+  for (const k of o.sampleBlocks) positive('--sample-blocks', k);
   if (o.samples < 4 * o.globalBatch) throw new UsageError(`bench-data: --samples ${o.samples} is too small for a global batch of ${o.globalBatch} at N/4`);
   if (o.geometry !== 'smolvlm2-256m' && o.geometry !== 'tiny') throw new ConfigError(`bench-data: --geometry must be smolvlm2-256m or tiny, got ${String(o.geometry)}`);
-  if (o.dtype !== 'bf16' && o.dtype !== 'f32') throw new ConfigError(`bench-data: --dtype must be bf16 or f32, got ${String(o.dtype)}`);
+  if (!['bf16', 'f16', 'f32'].includes(o.dtype)) throw new ConfigError(`bench-data: --dtype must be bf16, f16 or f32, got ${String(o.dtype)}`);
   presetConfig(o.geometry);
 }
 
@@ -120,8 +125,9 @@ export const benchDataUsage = [
   'options:',
   '  --samples N           samples of the synthetic split (default 2000000); also run at N/4 for the growth per sample',
   '  --ranks 1,4           rank counts, each rank its own process (default 1,4)',
+  '  --sample-blocks 16    also run at N with the sampler\'s sampleBlock K (default 16; comma-separated; "" for none)',
   '  --geometry NAME       feature geometry: smolvlm2-256m (36 × 576, default) or tiny (9 × 64)',
-  '  --dtype bf16|f32      feature cache precision (default bf16)',
+  '  --dtype bf16|f16|f32  feature cache precision (default bf16)',
   '  --shard-rows R        rows per shard = entries per feature file (default 2000, ~80 MB files at 256M bf16)',
   '  --text-tokens T       text ids per prompt at most (default 170: the paper\'s prompt, 100-character fields)',
   '  --global-batch B      (default 64)   --prefetch D  steps built ahead (default 2)',
@@ -134,9 +140,12 @@ export function parseBenchDataArgs(argv: string[]): BenchDataOptions & { json: b
   const args = parseArgs(argv, ['keep', 'json', 'cold']);
   const d = benchDataDefaults();
   const ranks = (flagString(args, 'ranks') ?? d.ranks.join(',')).split(',').map((s) => Number(s.trim()));
+  const blocks = flagString(args, 'sampleBlocks') ?? d.sampleBlocks.join(',');
+  const sampleBlocks = blocks.trim() === '' ? [] : blocks.split(',').map((s) => Number(s.trim()));
   const o = {
     samples: flagNumber(args, 'samples', d.samples)!,
     ranks,
+    sampleBlocks,
     geometry: (flagString(args, 'geometry') ?? d.geometry) as BenchDataOptions['geometry'],
     dtype: (flagString(args, 'dtype') ?? d.dtype) as BenchDataOptions['dtype'],
     shardRows: flagNumber(args, 'shardRows', d.shardRows)!,

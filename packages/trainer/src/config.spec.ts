@@ -11,7 +11,10 @@ describe('trainer config', () => {
     expect(featureCacheDir(cfg)).toBe('/runs/x/feature-cache');
     expect(cfg.featureDtype).toBe('bf16');
     expect(resolveTrainerConfig({ overrides: { ...base, featureDtype: 'f32' } }).featureDtype).toBe('f32');
-    expect(() => resolveTrainerConfig({ overrides: { ...base, featureDtype: 'f16' } })).toThrow(/featureDtype/);
+    expect(resolveTrainerConfig({ overrides: { ...base, featureDtype: 'f16' } }).featureDtype).toBe('f16');
+    expect(() => resolveTrainerConfig({ overrides: { ...base, featureDtype: 'f8' } })).toThrow(/featureDtype/);
+    expect(cfg.sampleBlock).toBe(1);
+    expect(() => resolveTrainerConfig({ overrides: { ...base, sampleBlock: 0 } })).toThrow(/sampleBlock/);
     expect(effectiveMicroBatch(cfg, 4)).toBe(16);
   });
 

@@ -42,6 +42,7 @@ export const TRAINER_CONFIG_SCHEMA = {
   featureCache: field.optionalString('vision-feature cache directory; default <run>/feature-cache (share one between runs of the same backbone)'),
   maxTextLength: field.int(0, 'characters kept per metadata field (the paper: L = 100); 0 = the model config\'s', { min: 0 }),
   prefetch: field.int(2, 'steps of batches built ahead', { min: 0 }),
+  sampleBlock: field.int(1, 'shuffle blocks of K consecutive samples instead of single samples: the feature cache then reads K entries at once (for caches on disk; see docs/training.md "The data path at scale"); 1 = the plain global shuffle', { min: 1 }),
   resume: field.bool(false, 'continue from <run>/checkpoints/latest (weights, optimizer, schedule, sampler cursor)'),
   collective: field.object({
     timeoutMs: field.int(120_000, 'bound on each collective wait (ms without progress)', { min: 1 }),

@@ -166,7 +166,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
 
   // 3. Sampler, schedule, optimizer and the run state (fresh or from the checkpoint).
   const micro = effectiveMicroBatch(cfg, env.worldSize);
-  const sampler = new GlobalSampler({ numSamples: trainSet.numSamples, seed: cfg.seed, globalBatch: cfg.globalBatch, worldSize: env.worldSize, rank: env.rank, microBatch: micro });
+  const sampler = new GlobalSampler({ numSamples: trainSet.numSamples, seed: cfg.seed, globalBatch: cfg.globalBatch, worldSize: env.worldSize, rank: env.rank, microBatch: micro, sampleBlock: cfg.sampleBlock });
   const fullSteps = cfg.epochs * sampler.stepsPerEpoch;
   const totalSteps = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, fullSteps) : fullSteps;
   const schedule = linearWarmupDecay({ peakLr: cfg.peakLr, totalSteps, warmupFraction: cfg.warmupFraction });
