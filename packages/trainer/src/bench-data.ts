@@ -24,7 +24,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, flagBool, flagNumber, flagString, formatDuration, parseArgs, Rng, UsageError, type CommandSpec } from '@smolrate/core';
@@ -80,7 +80,10 @@ export function benchDataDefaults(): Omit<BenchDataOptions, 'onProgress'> {
 }
 
 export function scratchDir(o: Pick<BenchDataOptions, 'dir'>): { dir: string; owned: boolean } {
-  if (o.dir !== undefined) return { dir: o.dir, owned: false };
+  if (o.dir !== undefined) {
+    mkdirSync(o.dir, { recursive: true });
+    return { dir: o.dir, owned: false };
+  }
   return { dir: mkdtempSync(join(tmpdir(), `smolrate-bench-data-${randomBytes(3).toString('hex')}-`)), owned: true };
 }
 

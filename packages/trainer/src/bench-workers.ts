@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CollectiveError } from '@smolrate/core';
+import { FEATURE_READS_IN_FLIGHT } from './feature-cache.js';
 
 const RESULT_PREFIX = 'BENCH_RESULT ';
 
@@ -41,6 +42,7 @@ export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId:
     const child = spawn(process.execPath, [...execArgv, script, o.kind], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
+        UV_THREADPOOL_SIZE: String(FEATURE_READS_IN_FLIGHT), // feature reads in flight (feature-cache.ts)
         ...process.env,
         RANK: String(rank),
         LOCAL_RANK: String(rank),

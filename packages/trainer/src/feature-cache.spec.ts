@@ -11,6 +11,7 @@ import {
   featureDataOffset,
   FeatureCache,
   Limiter,
+  ReadModePolicy,
   packedBytesPerImage,
   readFeatureFilesSequentially,
   type FeatureDtype,
@@ -346,5 +347,34 @@ describe('Limiter', () => {
     }
     await Promise.all(runs);
     expect(peak).toBe(2);
+  });
+});
+
+describe('ReadModePolicy', () => {
+  const window = ReadModePolicy.WINDOW;
+  it('stays synchronous while reads take page-cache time', () => {
+    const p = new ReadModePolicy();
+    for (let i = 0; i < 10 * window; i++) {
+      expect(p.sync()).toBe(true);
+      p.record(i % 4 === 0 ? 1 : 0.01, 41_472); // a quarter slow (1 ms) is not more than a quarter
+    }
+  });
+
+  it('goes through the thread pool for ASYNC_READS reads when more than a quarter of a window waited for the disk, then tries again', () => {
+    const p = new ReadModePolicy();
+    for (let i = 0; i < window; i++) {
+      expect(p.sync()).toBe(true);
+      p.record(i % 3 === 0 ? 0.2 : 0.005, 41_472); // 11 of 32 over 30 µs + 10 µs
+    }
+    for (let i = 0; i < ReadModePolicy.ASYNC_READS; i++) expect(p.sync()).toBe(false);
+    expect(p.sync()).toBe(true);
+  });
+
+  it('scales the threshold with the read size: 1 MiB in 250 µs is a page-cache copy', () => {
+    const p = new ReadModePolicy();
+    for (let i = 0; i < window; i++) p.record(0.25, 1 << 20);
+    expect(p.sync()).toBe(true);
+    for (let i = 0; i < window; i++) p.record(0.35, 1 << 20);
+    expect(p.sync()).toBe(false);
   });
 });
