@@ -21,7 +21,7 @@ const seed = flagNumber(args, 'seed', 1)!;
 const epochs = flagNumber(args, 'epochs', 4)!;
 const out = resolve(flagString(args, 'out', 'demo-out')!);
 const useS3 = flagBool(args, 's3');
-const featureDtype = flagString(args, 'feature-dtype');
+const featureDtype = flagString(args, 'featureDtype');
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 interface Stage {

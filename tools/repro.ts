@@ -38,11 +38,11 @@ import { ensureLocalRedis } from '../infra/redis-install.js';
 const args = parseArgs(process.argv.slice(2), ['keep']);
 const items = flagNumber(args, 'items', 400)!;
 const steps = flagNumber(args, 'steps', 24)!;
-const globalBatch = flagNumber(args, 'global-batch', 16)!;
+const globalBatch = flagNumber(args, 'globalBatch', 16)!;
 const tolerance = flagNumber(args, 'tolerance', 2e-3)!;
-const relTolerance = flagNumber(args, 'rel-tolerance', 1e-3)!;
+const relTolerance = flagNumber(args, 'relTolerance', 1e-3)!;
 const keep = flagBool(args, 'keep');
-const featureDtype = flagString(args, 'feature-dtype');
+const featureDtype = flagString(args, 'featureDtype');
 const out = resolve(flagString(args, 'out') ?? mkdtempSync(join(tmpdir(), 'smolrate-repro-')));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = {

@@ -133,7 +133,7 @@ export const benchDataUsage = [
   '  --dtype bf16|f16|f32  feature cache precision (default bf16)',
   '  --shard-rows R        rows per shard = entries per feature file (default 2000, ~80 MB files at 256M bf16)',
   '  --text-tokens T       text ids per prompt at most (default 170: the paper\'s prompt, 100-character fields)',
-  '  --global-batch B      (default 64)   --prefetch D  steps built ahead (default 2)',
+  '  --global-batch B      (default 64)   --prefetch D  steps built ahead (default 2, the trainer\'s)',
   '  --cache-samples C     cache only C images (default: what fits in half the free disk); sample i reads entry i mod C',
   '  --cold                drop the page cache (needs root) before the raw read and each run: the disk\'s rates',
   '  --dir DIR             scratch folder (default: a temporary one)   --keep  keep it   --json  print JSON',
