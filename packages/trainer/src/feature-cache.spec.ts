@@ -116,7 +116,7 @@ describe('FeatureCache', () => {
   });
 
   it('bf16: stores toBf16 of the features and reads them back widened exactly', async () => {
-    const cache = new FeatureCache({ dir: join(dir, 'bf16'), backboneHash: BACKBONE, tokens: N, dim: D });
+    const cache = new FeatureCache({ dir: join(dir, 'bf16'), backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'bf16' });
     expect(cache.dtype).toBe('bf16');
     const s = shardOf('bf');
     await writeShard(cache, s);
@@ -135,8 +135,8 @@ describe('FeatureCache', () => {
   it('reads only the needed entries, adjacent rows in one range, with bounded ranges in flight', async () => {
     const cacheDir = join(dir, 'ranges');
     const s = shardOf('ranges');
-    await writeShard(new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D }), s);
-    const cache = new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D, concurrency: 1 });
+    await writeShard(new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'bf16' }), s);
+    const cache = new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'bf16', concurrency: 1 });
     const calls: Array<[number, number]> = [];
     let inFlight = 0;
     let maxInFlight = 0;
@@ -282,7 +282,7 @@ describe('FeatureCache', () => {
   it('reads the files whole and in order for the raw read-rate baseline', async () => {
     const cacheDir = join(dir, 'sequential');
     const shards = ['s0', 's1'].map(shardOf);
-    const cache = new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D });
+    const cache = new FeatureCache({ dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'bf16' });
     for (const s of shards) await writeShard(cache, s);
     const r = await readFeatureFilesSequentially(cache, shards.map((s) => s.shard));
     expect(r.files).toBe(2);

@@ -300,7 +300,7 @@ export interface FeatureCacheOptions {
   tokens: number;
   /** Feature width, D (text hidden size; 576 for the 256M model). */
   dim: number;
-  /** Element type of the stored features. Default 'bf16' (half the bytes; f32 is bit-exact). */
+  /** Element type of the stored features. Default 'f32' (bit-exact; bf16 and f16 halve the bytes), as the trainer's featureDtype. */
   dtype?: FeatureDtype;
   /** Byte ranges in flight at once over all reads of this cache. Default FEATURE_READS_IN_FLIGHT (16). */
   concurrency?: number;
@@ -330,7 +330,7 @@ export class FeatureCache {
       const v = options[k];
       if (!Number.isSafeInteger(v) || v < 1 || v > 0xffffffff) throw new ConfigError(`feature cache: ${k} must be a positive integer, got ${String(v)}`);
     }
-    const dtype = options.dtype ?? 'bf16';
+    const dtype = options.dtype ?? 'f32';
     if (!(dtype in DTYPE_CODE)) throw new ConfigError(`feature cache: dtype must be bf16, f16 or f32, got ${JSON.stringify(dtype)}`);
     const concurrency = options.concurrency ?? FEATURE_READS_IN_FLIGHT;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new ConfigError(`feature cache: concurrency must be a positive integer, got ${concurrency}`);

@@ -96,7 +96,7 @@ describe('precomputeFeatures', () => {
   });
 
   it('bf16 features are toBf16 of a fresh encode', async () => {
-    const cache = await FeatureCache.forModel(model, { dir: join(dir, 'bf16') });
+    const cache = await FeatureCache.forModel(model, { dir: join(dir, 'bf16'), dtype: 'bf16' });
     expect(cache.dtype).toBe('bf16');
     await precomputeFeatures({ model, dataset, cache });
     const got = await readAll(cache);
