@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the trainer's WebAssembly kernels from their AssemblyScript sources:
 //   packages/trainer/assembly/NAME.ts → packages/trainer/wasm/NAME.wasm
-// for NAME in KERNELS (adamw-kernel: the AdamW8bit update; reduce-kernel: the collective's mean).
+// for NAME in KERNELS (adamw-kernel: the AdamW8bit update; feature-kernel: the feature cache's entry check and decode; reduce-kernel: the collective's mean).
 // Deterministic (same asc version from package-lock → same bytes); the trainer's kernel specs
 // rebuild into a temp folder and check the committed binaries are byte-identical.
 // Usage: node tools/build-wasm.mjs [--out-dir DIR] [--wat]
@@ -23,7 +23,7 @@ export const ASC_FLAGS = [
   '1',
 ];
 
-export const KERNELS = ['adamw-kernel', 'reduce-kernel'];
+export const KERNELS = ['adamw-kernel', 'feature-kernel', 'reduce-kernel'];
 export const WASM_DIR = root('packages/trainer/wasm');
 
 /** Compiles kernel `name` to `out` (and optionally its text form to `wat`); throws on a compile error. */

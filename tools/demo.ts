@@ -4,8 +4,8 @@
  *   the tiny preset on the CPU → evaluation report.
  * Every stage is a real CLI run (the same commands `nx run …` runs); stages whose package has not
  * been built (no dist/) are named and skipped. Options: --items N (3000), --out DIR (demo-out), --s3 (shards
- * to a local S3-compatible server instead of a folder), --seed S, --epochs E (4), --keep (reuse existing
- * stages).
+ * to a local S3-compatible server instead of a folder), --seed S, --epochs E (4), --feature-dtype
+ * bf16|f16|f32 (the trainer's default, bf16), --keep (reuse existing stages).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
@@ -21,6 +21,7 @@ const seed = flagNumber(args, 'seed', 1)!;
 const epochs = flagNumber(args, 'epochs', 4)!;
 const out = resolve(flagString(args, 'out', 'demo-out')!);
 const useS3 = flagBool(args, 's3');
+const featureDtype = flagString(args, 'featureDtype');
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 interface Stage {
@@ -99,7 +100,7 @@ async function main(): Promise<number> {
       // The tiny preset trains from a random init, so it takes a from-scratch learning rate
       // (the paper's 4e-4 is for fine-tuning the pretrained 256M model); docs/quickstart.md.
       const c = await run('node', [trainer!, 'launch', '--gpus', '4', '--redis', redis.url, '--data', shards, '--run', runDir, '--preset', 'tiny', '--seed', String(seed),
-        '--global-batch', '32', '--epochs', String(epochs), '--peak-lr', '3e-3'], env);
+        '--global-batch', '32', '--epochs', String(epochs), '--peak-lr', '3e-3', ...(featureDtype !== undefined ? ['--feature-dtype', featureDtype] : [])], env);
       if (c !== 0) throw new Error(`trainer exited with ${c}`);
     }, trainer !== null, 'the trainer is not built (no packages/trainer/dist; run npm run build)');
 

@@ -14,7 +14,8 @@
  * Prints a table of the checks, writes <out>/repro.json, exits 1 when a check fails. Options:
  * --items N (400), --steps N (24), --global-batch N (16), --out DIR (a temporary folder, removed
  * on success unless --keep), --tolerance X (max |Δw| between A and D, default 2e-3),
- * --rel-tolerance X (‖Δw‖₂ / ‖w‖₂ between A and D, default 1e-3).
+ * --rel-tolerance X (‖Δw‖₂ / ‖w‖₂ between A and D, default 1e-3), --feature-dtype bf16|f16|f32 (the
+ * trainer's default, bf16; f32 trains on the encoder's exact features).
  *
  * Why A and D are not bit-identical: one worker sums a micro-batch's gradient in another order
  * than two workers' mean of halves (float32 rounding, ~1e-7 relative), and the 8-bit optimizer's
@@ -37,10 +38,11 @@ import { ensureLocalRedis } from '../infra/redis-install.js';
 const args = parseArgs(process.argv.slice(2), ['keep']);
 const items = flagNumber(args, 'items', 400)!;
 const steps = flagNumber(args, 'steps', 24)!;
-const globalBatch = flagNumber(args, 'global-batch', 16)!;
+const globalBatch = flagNumber(args, 'globalBatch', 16)!;
 const tolerance = flagNumber(args, 'tolerance', 2e-3)!;
-const relTolerance = flagNumber(args, 'rel-tolerance', 1e-3)!;
+const relTolerance = flagNumber(args, 'relTolerance', 1e-3)!;
 const keep = flagBool(args, 'keep');
+const featureDtype = flagString(args, 'featureDtype');
 const out = resolve(flagString(args, 'out') ?? mkdtempSync(join(tmpdir(), 'smolrate-repro-')));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = {
@@ -154,7 +156,8 @@ async function pipeline(o: PipelineOptions, redisUrl: string): Promise<{ dir: st
   }
   const runDir = join(dir, 'run');
   await run([bin.trainer, 'launch', '--gpus', String(o.trainWorkers), '--redis', redisUrl, '--data', shards, '--run', runDir, '--preset', 'tiny', '--seed', seed,
-    '--global-batch', String(globalBatch), '--epochs', '50', '--max-steps', String(steps), '--eval-every', String(Math.max(1, Math.floor(steps / 2))), '--peak-lr', '3e-3'], log);
+    '--global-batch', String(globalBatch), '--epochs', '50', '--max-steps', String(steps), '--eval-every', String(Math.max(1, Math.floor(steps / 2))), '--peak-lr', '3e-3',
+    ...(featureDtype !== undefined ? ['--feature-dtype', featureDtype] : [])], log);
   await run([bin.eval, 'report', '--checkpoint', join(runDir, 'checkpoints', 'latest'), '--data', shards, '--split', 'val', '--run', runDir, '--out', join(dir, 'report')], log);
   const print = await fingerprint(dir, shards);
   const final = join(out, o.name);

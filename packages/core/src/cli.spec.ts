@@ -19,6 +19,13 @@ describe('parseArgs', () => {
     expect(() => requireFlag(a, 'out')).toThrow(/--out needs a value/);
     expect(() => requireFlag(a, 'inputDir')).toThrow(/missing required --input-dir/);
   });
+
+  it('refuses to read a flag by its kebab-case name, which would never match', () => {
+    const a = parseArgs(['--global-batch', '8', '--keep']);
+    expect(flagNumber(a, 'globalBatch')).toBe(8);
+    expect(() => flagNumber(a, 'global-batch', 16)).toThrow(/camelCase key \("globalBatch"\)/);
+    expect(() => flagBool(a, 'dry-run')).toThrow(/"dryRun"/);
+  });
 });
 
 describe('runCommand', () => {

@@ -52,8 +52,17 @@ export function parseArgs(argv: string[], booleans: readonly string[] = []): Par
   return out;
 }
 
+/**
+ * Flags are stored by camelCase key; a kebab-case key would never match and its flag would be
+ * ignored without a word (repro's `--global-batch` was), so it is a programming error.
+ */
+function checkKey(key: string): void {
+  if (key.includes('-')) throw new Error(`flag key ${JSON.stringify(key)}: read flags by their camelCase key (${JSON.stringify(key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()))})`);
+}
+
 /** Reads a string flag, with an optional default; a bare flag (true) is a usage error. */
 export function flagString(args: ParsedArgs, key: string, def?: string): string | undefined {
+  checkKey(key);
   const v = args.flags[key];
   if (v === undefined || v === false) return def;
   if (v === true) throw new UsageError(`--${kebab(key)} needs a value`);
@@ -75,6 +84,7 @@ export function flagNumber(args: ParsedArgs, key: string, def?: number): number 
 }
 
 export function flagBool(args: ParsedArgs, key: string, def = false): boolean {
+  checkKey(key);
   const v = args.flags[key];
   if (v === undefined) return def;
   if (typeof v === 'boolean') return v;

@@ -6,6 +6,7 @@ import {
   buildPrompt,
   encodeBatch,
   encodePrompt,
+  encodePromptRows,
   fieldText,
   packTokenRows,
   promptTokenCounts,
@@ -173,6 +174,17 @@ describe('encodeBatch', () => {
     expect(Array.from(cut.lengths).every((l) => l === N + 10)).toBe(true);
     expect(() => encodeBatch(tok, cfg, items, { maxLength: N })).toThrow(ConfigError);
     expect(() => encodeBatch(tok, cfg, items, { maxLength: cfg.text.maxPositionEmbeddings + 1 })).toThrow(ConfigError);
+  });
+
+  it('encodePromptRows gives the rows encodeBatch packs: whole prompts, cut from the end at maxLength', () => {
+    const cfg = tiny();
+    expect(encodePromptRows(tok, cfg, items)).toEqual(items.map((it) => encodePrompt(tok, cfg, it)));
+    const cut = encodePromptRows(tok, cfg, items, { maxLength: N + 10 });
+    expect(cut).toEqual(items.map((it) => encodePrompt(tok, cfg, it).slice(0, N + 10)));
+    const packed = encodeBatch(tok, cfg, items, { maxLength: N + 10, padToMaxLength: true });
+    const repacked = packTokenRows(cfg, cut, { seqLen: N + 10 });
+    expect(repacked).toEqual(packed);
+    expect(() => encodePromptRows(tok, cfg, items, { maxLength: N })).toThrow(/cuts the image block/);
   });
 
   it('refuses a tokenizer whose <image> id disagrees with the config', () => {

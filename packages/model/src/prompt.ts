@@ -205,8 +205,12 @@ export function packTokenRows(cfg: ModelConfig, rows: readonly ArrayLike<number>
   return { batchSize: b, seqLen, inputIds, lengths, imagePositions, imageTokensPerRow: n };
 }
 
-/** Encodes items into one batch (packTokenRows); longer rows than maxLength lose tokens from the end. */
-export function encodeBatch(tokenizer: TextTokenizer, cfg: ModelConfig, items: readonly PromptItem[], options: EncodeBatchOptions = {}): EncodedBatch {
+/**
+ * Token ids of each item's prompt, rows longer than maxLength cut from the end (never into the
+ * image block: such a limit is a ConfigError) — the rows encodeBatch packs, for callers that keep
+ * them (the trainer's sample index) and pack them later with packTokenRows.
+ */
+export function encodePromptRows(tokenizer: TextTokenizer, cfg: ModelConfig, items: readonly PromptItem[], options: Pick<EncodeBatchOptions, 'maxLength'> = {}): number[][] {
   const n = imageTokenCount(cfg);
   const imageId = tokenizer.tokenId(IMAGE_TOKEN);
   if (imageId !== cfg.imageTokenId) {
@@ -223,7 +227,7 @@ export function encodeBatch(tokenizer: TextTokenizer, cfg: ModelConfig, items: r
     throw new ConfigError(`encodeBatch: maxLength ${maxLength} exceeds max_position_embeddings ${cfg.text.maxPositionEmbeddings}`);
   }
 
-  const rows = items.map((item, r) => {
+  return items.map((item, r) => {
     const ids = encodePrompt(tokenizer, cfg, item);
     if (ids.length <= maxLength) return ids;
     const cut = ids.slice(0, maxLength);
@@ -231,5 +235,11 @@ export function encodeBatch(tokenizer: TextTokenizer, cfg: ModelConfig, items: r
     if (kept < n) throw new ConfigError(`encodeBatch: row ${r} keeps ${kept} of ${n} ${IMAGE_TOKEN} tokens: maxLength ${maxLength} cuts the image block`);
     return cut;
   });
-  return packTokenRows(cfg, rows, { seqLen: options.padToMaxLength ? maxLength : undefined, imageTokens: n });
+}
+
+/** Encodes items into one batch: encodePromptRows, then packTokenRows. */
+export function encodeBatch(tokenizer: TextTokenizer, cfg: ModelConfig, items: readonly PromptItem[], options: EncodeBatchOptions = {}): EncodedBatch {
+  const rows = encodePromptRows(tokenizer, cfg, items, options);
+  const seqLen = options.padToMaxLength ? (options.maxLength ?? cfg.text.maxPositionEmbeddings) : undefined;
+  return packTokenRows(cfg, rows, { seqLen, imageTokens: imageTokenCount(cfg) });
 }

@@ -1,31 +1,33 @@
 /**
- * Turns global sample indices into a model-ready batch: the paper's prompt tokenised and
- * right-padded (model prompt.ts encodeBatch), the cached image features of each row, and the
- * targets. Everything comes back as plain typed arrays; the training loop makes tensors of them
- * inside its tidy, so building a batch never touches tfjs and can run ahead (prefetcher.ts).
+ * Turns global sample indices into a model-ready batch: the paper's prompt ids of each row, kept
+ * in the split's sample index (sample-index.ts) and right-padded here (model prompt.ts
+ * packTokenRows — together the same bytes as encodeBatch on the rows' text), the cached image
+ * features of each row (read by its location: shard and row, feature-cache.ts), and the targets.
+ * Everything comes back as plain typed arrays; the training loop makes tensors of them inside its
+ * tidy, so building a batch never touches tfjs and can run ahead (prefetcher.ts).
  *
  * Prompt fields: title, description, features and — for "Main Category: {category}" — the row's
  * own `main_category` (the store label the paper's template names), falling back to the source
- * file's `category` when the record has none (null or blank). The returned `categories` are the
- * source-file categories (the sampling strata), for per-category metrics.
+ * file's `category` when the record has none (null or blank): promptItemOf, which the index is
+ * built with. The returned `categories` are the source-file categories (the sampling strata), for
+ * per-category metrics.
  */
 import { ConfigError, DataError } from '@smolrate/core';
-import { encodeBatch, imageTokenCount, type ModelConfig, type PromptItem, type TextTokenizer } from '@smolrate/model';
-import type { FeatureCache } from './feature-cache.js';
+import { imageTokenCount, packTokenRows, type ModelConfig, type PromptItem } from '@smolrate/model';
+import type { FeatureLocation, FeatureReader } from './feature-cache.js';
+import type { SampleIndex } from './sample-index.js';
 import type { SampleMeta } from './shard-dataset.js';
 
-/** Where sample metadata comes from (a ShardDataset). */
-export interface SampleSource {
-  meta(indices: ArrayLike<number>): Promise<SampleMeta[]>;
-}
-
 export interface BatchBuilderOptions {
-  tokenizer: TextTokenizer;
   /** The model config (prompt variant, truncation L, image tokens N, hidden size D, pad id). */
   config: ModelConfig;
-  cache: FeatureCache;
-  dataset: SampleSource;
-  /** Longest row in tokens; longer rows lose text from the end. Default config.text.maxPositionEmbeddings. */
+  /** The split's packed features (FeatureCache.reader(dataset.shards)). */
+  cache: FeatureReader;
+  /** Shard and row of a global index (ShardDataset.locate). */
+  locate: (index: number) => FeatureLocation;
+  /** The split's prompt ids, targets and categories, built for this config. */
+  index: SampleIndex;
+  /** Longest row in tokens: the index's rows are already cut there, so it must be the index's. Default the index's. */
   maxLength?: number;
   /** Pad every batch to maxLength (fixed shapes) instead of to its longest row. Default false. */
   padToMaxLength?: boolean;
@@ -53,7 +55,16 @@ export interface TrainingBatch {
   globalIndices: Uint32Array;
   /** [B] source-file category of each row. */
   categories: string[];
+  /**
+   * Hands imageFeatures back to the builder for a later batch (call it once the features are in
+   * a tensor and that tensor is disposed; the batch must not be used after). Optional: a batch
+   * never released is garbage-collected as usual.
+   */
+  release(): void;
 }
+
+/** Feature buffers a builder keeps for reuse. */
+const POOL_SIZE = 8;
 
 /** The prompt fields of a sample (see the file comment for the category rule). */
 export function promptItemOf(sample: Pick<SampleMeta, 'title' | 'description' | 'features' | 'main_category' | 'category'>): PromptItem {
@@ -67,23 +78,30 @@ export function promptItemOf(sample: Pick<SampleMeta, 'title' | 'description' | 
 }
 
 export class BatchBuilder {
-  private readonly tokenizer: TextTokenizer;
   private readonly config: ModelConfig;
-  private readonly cache: FeatureCache;
-  private readonly dataset: SampleSource;
-  private readonly maxLength: number | undefined;
-  private readonly padToMaxLength: boolean;
+  private readonly cache: FeatureReader;
+  private readonly locate: (index: number) => FeatureLocation;
+  private readonly index: SampleIndex;
+  private readonly seqLen: number | undefined;
+  /** Released feature buffers, reused by later batches of the same size. */
+  private readonly pool: Float32Array[] = [];
 
   constructor(options: BatchBuilderOptions) {
-    this.tokenizer = options.tokenizer;
     this.config = options.config;
     this.cache = options.cache;
-    this.dataset = options.dataset;
-    this.maxLength = options.maxLength;
-    this.padToMaxLength = options.padToMaxLength ?? false;
-    if (this.padToMaxLength && this.maxLength === undefined) throw new ConfigError('batch builder: padToMaxLength needs maxLength');
+    this.locate = options.locate;
+    this.index = options.index;
+    const key = this.index.key;
     const n = imageTokenCount(this.config);
     const d = this.config.text.hiddenSize;
+    const maxLength = options.maxLength ?? key.maxLength;
+    const wanted = { prompt: this.config.regression.prompt, truncation: this.config.regression.truncation, imageTokens: n, imageTokenId: this.config.imageTokenId, maxLength };
+    const differ = (Object.keys(wanted) as Array<keyof typeof wanted>).filter((k) => key[k] !== wanted[k]);
+    if (differ.length > 0) {
+      const what = differ.map((k) => `${k}: index ${JSON.stringify(key[k])}, builder ${JSON.stringify(wanted[k])}`);
+      throw new ConfigError(`batch builder: the ${key.split} sample index was built for other settings (${what.join('; ')})`);
+    }
+    this.seqLen = options.padToMaxLength ? maxLength : undefined;
     if (this.cache.tokens !== n || this.cache.dim !== d) {
       throw new ConfigError(`batch builder: feature cache entries are [${this.cache.tokens}, ${this.cache.dim}] but the model config needs [${n}, ${d}]`);
     }
@@ -91,20 +109,21 @@ export class BatchBuilder {
 
   async build(indices: ArrayLike<number>): Promise<TrainingBatch> {
     if (indices.length === 0) throw new DataError('batch builder: empty batch');
-    const samples = await this.dataset.meta(indices);
-    const encoded = encodeBatch(this.tokenizer, this.config, samples.map(promptItemOf), { maxLength: this.maxLength, padToMaxLength: this.padToMaxLength });
+    const index = this.index;
+    const rows = Array.from(indices, (i) => index.row(i)); // range-checks before the Uint32 copy
+    const globalIndices = Uint32Array.from(indices);
+    const encoded = packTokenRows(this.config, rows, { seqLen: this.seqLen, imageTokens: this.cache.tokens });
 
-    const entry = this.cache.entrySize;
-    const imageFeatures = new Float32Array(samples.length * entry);
-    const unique = [...new Set(samples.map((s) => s.imageSha256))];
-    const features = new Map(await Promise.all(unique.map(async (h) => [h, await this.cache.get(h)] as const)));
-    samples.forEach((s, b) => {
-      const f = features.get(s.imageSha256);
-      if (f === undefined) {
-        throw new DataError(`no cached image features for sample ${s.index} (${s.parent_asin}, image ${s.imageSha256}): run precomputeFeatures first`);
-      }
-      imageFeatures.set(f, b * entry);
-    });
+    const size = globalIndices.length * this.cache.tokens * this.cache.dim;
+    const k = this.pool.findIndex((b) => b.length === size);
+    const reused = k >= 0 ? this.pool.splice(k, 1)[0] : undefined;
+    const imageFeatures = await this.cache.read(Array.from(globalIndices, (i) => this.locate(i)), reused);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (this.pool.length < POOL_SIZE) this.pool.push(imageFeatures);
+    };
 
     return {
       batchSize: encoded.batchSize,
@@ -115,9 +134,10 @@ export class BatchBuilder {
       imageTokens: this.cache.tokens,
       featureDim: this.cache.dim,
       imageFeatures,
-      targets: Float32Array.from(samples, (s) => s.average_rating),
-      globalIndices: Uint32Array.from(samples, (s) => s.index),
-      categories: samples.map((s) => s.category),
+      targets: Float32Array.from(globalIndices, (i) => index.target(i)),
+      globalIndices,
+      categories: Array.from(globalIndices, (i) => index.category(i)),
+      release,
     };
   }
 }

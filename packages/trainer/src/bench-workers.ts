@@ -10,10 +10,11 @@ import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CollectiveError } from '@smolrate/core';
+import { FEATURE_READS_IN_FLIGHT } from './feature-cache.js';
 
 const RESULT_PREFIX = 'BENCH_RESULT ';
 
-export type BenchWorkerKind = 'allreduce' | 'step';
+export type BenchWorkerKind = 'allreduce' | 'step' | 'data';
 
 /** How to start a worker: the built entry, or the TypeScript source through tsx's loader. */
 function workerCommand(): { script: string; execArgv: string[] } {
@@ -26,26 +27,28 @@ function workerCommand(): { script: string; execArgv: string[] } {
 export interface SpawnBenchOptions {
   kind: BenchWorkerKind;
   workers: number;
-  redisUrl: string;
+  /** Redis of the collective; null for workers that need none (the data benchmark). */
+  redisUrl: string | null;
   params: object;
   onWorkerStderr?: (rank: number, text: string) => void;
 }
 
-/** Runs the workers to the end; returns the run id and rank 0's result (parsed JSON). */
-export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId: string; result: T }> {
+/** Runs the workers to the end; returns the run id and rank 0's result (parsed JSON), and each rank's where ranks report their own. */
+export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId: string; result: T; perRank: Array<T | undefined> }> {
   const runId = `bench-${randomBytes(4).toString('hex')}`;
   const { script, execArgv } = workerCommand();
-  let resultLine: string | undefined;
+  const resultLines: Array<string | undefined> = [];
   const children = [...Array(o.workers).keys()].map((rank) => {
     const child = spawn(process.execPath, [...execArgv, script, o.kind], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
+        UV_THREADPOOL_SIZE: String(FEATURE_READS_IN_FLIGHT), // feature reads in flight (feature-cache.ts)
         ...process.env,
         RANK: String(rank),
         LOCAL_RANK: String(rank),
         WORLD_SIZE: String(o.workers),
         SMOLRATE_RUN_ID: runId,
-        REDIS_URL: o.redisUrl,
+        ...(o.redisUrl === null ? {} : { REDIS_URL: o.redisUrl }),
         SMOLRATE_BENCH: JSON.stringify(o.params),
       },
     });
@@ -54,7 +57,7 @@ export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId:
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
       const line = stdout.split('\n').find((l) => l.startsWith(RESULT_PREFIX));
-      if (line !== undefined) resultLine = line.slice(RESULT_PREFIX.length);
+      if (line !== undefined) resultLines[rank] = line.slice(RESULT_PREFIX.length);
     });
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -74,11 +77,12 @@ export async function runBenchWorkers<T>(o: SpawnBenchOptions): Promise<{ runId:
     }),
   );
   if (failure !== undefined) throw new CollectiveError(failure);
-  if (resultLine === undefined) throw new CollectiveError('bench: rank 0 reported no result');
-  return { runId, result: JSON.parse(resultLine) as T };
+  if (resultLines[0] === undefined) throw new CollectiveError('bench: rank 0 reported no result');
+  const perRank = Array.from({ length: o.workers }, (_, r) => (resultLines[r] === undefined ? undefined : (JSON.parse(resultLines[r]!) as T)));
+  return { runId, result: perRank[0]!, perRank };
 }
 
-/** Rank 0's report line (called by the workers). */
+/** A worker's report line (rank 0's in the collective benchmarks; every rank's in the data benchmark). */
 export function reportBenchResult(value: unknown): void {
   process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(value)}\n`);
 }

@@ -7,12 +7,14 @@
  *   smolrate-trainer bench-allreduce [--workers 4 --mb 64 …]
  *   smolrate-trainer bench-scaling --data URI --run DIR [--workers 1,2,4 --steps 6] [config flags]
  *   smolrate-trainer bench-optimizer [--params N --repeats R]
+ *   smolrate-trainer bench-data [--samples N --ranks 1,4 …]
  *
  * Config flags are the keys of config.ts in kebab case (`--peak-lr 1e-3`, `--global-batch 64`,
  * `--collective.timeout-ms 60000`); `--help-config` lists them with their defaults.
  */
 import { createLogger, describeSchema, flagNumber, flagString, parseArgs, runCommand, UsageError, type CommandSpec, type ParsedArgs } from '@smolrate/core';
 import { benchAllReduceCommand } from './bench-allreduce.js';
+import { benchDataCommand } from './bench-data.js';
 import { benchOptimizerCommand } from './bench-optimizer.js';
 import { benchScalingCommand } from './bench-scaling.js';
 import { resolveTrainerConfig, TRAINER_CONFIG_SCHEMA, type TrainerConfig } from './config.js';
@@ -105,6 +107,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   'bench-allreduce': benchAllReduceCommand,
   'bench-scaling': benchScalingCommand,
   'bench-optimizer': benchOptimizerCommand,
+  'bench-data': benchDataCommand,
 };
 
 /** Entry point of bin/smolrate-trainer.js. */

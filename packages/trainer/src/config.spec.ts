@@ -9,6 +9,12 @@ describe('trainer config', () => {
     const cfg = resolveTrainerConfig({ overrides: base });
     expect(cfg).toMatchObject({ globalBatch: 64, epochs: 5, peakLr: 4e-4, warmupFraction: 0.03, weightDecay: 0.01, optimizer: 'adamw8bit', resume: false });
     expect(featureCacheDir(cfg)).toBe('/runs/x/feature-cache');
+    expect(cfg.featureDtype).toBe('f32');
+    expect(resolveTrainerConfig({ overrides: { ...base, featureDtype: 'bf16' } }).featureDtype).toBe('bf16');
+    expect(resolveTrainerConfig({ overrides: { ...base, featureDtype: 'f16' } }).featureDtype).toBe('f16');
+    expect(() => resolveTrainerConfig({ overrides: { ...base, featureDtype: 'f8' } })).toThrow(/featureDtype/);
+    expect(cfg.sampleBlock).toBe(1);
+    expect(() => resolveTrainerConfig({ overrides: { ...base, sampleBlock: 0 } })).toThrow(/sampleBlock/);
     expect(effectiveMicroBatch(cfg, 4)).toBe(16);
   });
 
@@ -38,6 +44,8 @@ describe('trainer config', () => {
       expect(() => checkResumeConfig(saved, { ...saved, weightDecay: 0.1 }, 'ckpt/step-3')).toThrow(
         '--resume from ckpt/step-3 cannot change what the run was started with: weightDecay (--weight-decay): checkpoint 0.01, given 0.1',
       );
+      // The features' element type changes what the model sees.
+      expect(() => checkResumeConfig(saved, { ...saved, featureDtype: 'bf16' }, 'c')).toThrow('featureDtype (--feature-dtype): checkpoint "f32", given "bf16"');
       // Every difference at once, in schema order.
       expect(() => checkResumeConfig(saved, { ...saved, peakLr: 1e-3, optimizer: 'adamw32', data: '/elsewhere', preset: 'tiny', seed: 1, globalBatch: 32, warmupFraction: 0 }, 'c')).toThrow(
         /data \(--data\).*preset.*seed.*globalBatch \(--global-batch\).*peakLr.*warmupFraction.*optimizer \(--optimizer\): checkpoint "adamw8bit", given "adamw32"/,

@@ -9,7 +9,7 @@ import { checkInvariant, ConfigError, field, kebab, resolveConfig, type Infer, t
 
 export const TRAINER_CONFIG_SCHEMA = {
   data: field.string('', 'shard root URI holding manifest.json (file path, file:// or s3://)'),
-  run: field.string('', 'run directory (local): metrics.jsonl, checkpoints/, feature-cache/'),
+  run: field.string('', 'run directory (local): metrics.jsonl, checkpoints/, feature-cache/, sample-index/'),
   preset: field.enum(['tiny', 'smolvlm2-256m'] as const, 'smolvlm2-256m', 'model preset of a seeded init (ignored with init)'),
   init: field.optionalString('initial weights: a model folder (config.json + model.safetensors + tokenizer.json); default: seeded init of the preset'),
   tokenizer: field.optionalString('tokenizer.json; default: the init folder\'s, or the bundled tiny tokenizer for the tiny preset'),
@@ -38,9 +38,13 @@ export const TRAINER_CONFIG_SCHEMA = {
   checkpointEvery: field.int(0, 'checkpoint every K steps (and at every epoch end and the end); 0 = epoch ends only', { min: 0 }),
   keepCheckpoints: field.int(3, 'step folders kept: the K newest plus the best; 0 = keep all', { min: 0 }),
   hashCheckEvery: field.int(50, 'compare a parameter hash across ranks every K steps (and at the end); 0 = only at the end', { min: 0 }),
+  // f32 by default until half precision is shown not to move validation metrics: on the demo
+  // (3 seeds) bf16 features changed the val PLCC by −0.026, −0.005 and −0.085 (docs/training.md).
+  featureDtype: field.enum(['bf16', 'f16', 'f32'] as const, 'f32', 'element type of the packed feature cache: f32 keeps the encoder\'s exact features; bf16 or f16 halve its bytes (rounded to nearest even; f16 keeps 3 more mantissa bits, range ±65504), for caches at the paper\'s scale'),
   featureCache: field.optionalString('vision-feature cache directory; default <run>/feature-cache (share one between runs of the same backbone)'),
   maxTextLength: field.int(0, 'characters kept per metadata field (the paper: L = 100); 0 = the model config\'s', { min: 0 }),
   prefetch: field.int(2, 'steps of batches built ahead', { min: 0 }),
+  sampleBlock: field.int(1, 'shuffle blocks of K consecutive samples instead of single samples: the feature cache then reads K entries at once (for caches on disk; see docs/training.md "The data path at scale"); 1 = the plain global shuffle', { min: 1 }),
   resume: field.bool(false, 'continue from <run>/checkpoints/latest (weights, optimizer, schedule, sampler cursor)'),
   collective: field.object({
     timeoutMs: field.int(120_000, 'bound on each collective wait (ms without progress)', { min: 1 }),

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchBuilder } from './batches.js';
 import { batchTensors, predictSplit, valMetrics } from './evaluate.js';
 import { FeatureCache } from './feature-cache.js';
+import { buildSampleIndex } from './sample-index.js';
 import type { SampleMeta } from './shard-dataset.js';
 
 describe('valMetrics', () => {
@@ -42,20 +43,27 @@ const samples: SampleMeta[] = Array.from({ length: 5 }, (_, i) => {
 /** The index lists the builder was asked for, in order. */
 const requested: number[][] = [];
 
+class RecordingBuilder extends BatchBuilder {
+  override build(indices: ArrayLike<number>) {
+    requested.push(Array.from(indices));
+    return super.build(indices);
+  }
+}
+
 /** A BatchBuilder over `samples`, their features cached under `dir`; it records what it is asked for. */
 async function memoryBuilder(dir: string): Promise<BatchBuilder> {
-  const cache = new FeatureCache({ dir, backboneHash: hex('made-up backbone'), tokens: N, dim: D });
+  const cache = new FeatureCache({ dir, backboneHash: hex('made-up backbone'), tokens: N, dim: D, dtype: 'f32' });
+  const shard = { sha256: hex('eval shard'), rows: samples.length };
+  const w = cache.writer(shard);
   for (const s of samples) {
     const rng = new Rng(7, s.index);
-    await cache.put(s.imageSha256, Float32Array.from({ length: N * D }, () => rng.normal()));
+    w.set(s.index, s.imageSha256, Float32Array.from({ length: N * D }, () => rng.normal()));
   }
-  const dataset = {
-    meta: async (indices: ArrayLike<number>) => {
-      requested.push(Array.from(indices));
-      return Array.from(indices, (i) => samples[i]);
-    },
-  };
-  return new BatchBuilder({ tokenizer: loadTokenizer(await readFile(TINY_TOKENIZER_URL, 'utf8')), config: cfg, cache, dataset });
+  await cache.put(shard.sha256, w.finish());
+  const json = await readFile(TINY_TOKENIZER_URL, 'utf8');
+  const dataset = { split: 'val', shards: [{ file: 'memory', rows: 5, bytes: 1, sha256: hex('memory') }], numSamples: 5, shard: async () => ({ start: 0, meta: samples }) };
+  const index = await buildSampleIndex({ dataset, tokenizer: loadTokenizer(json), tokenizerSha256: hex(json), config: cfg });
+  return new RecordingBuilder({ config: cfg, cache: cache.reader([shard]), locate: (i) => ({ shard: 0, row: i }), index });
 }
 
 let dir: string;

@@ -40,6 +40,7 @@ export async function predictSplit(model: SmolVLMRegressor, builder: BatchBuilde
       imageFeatures.dispose();
     }
     targets.set(batch.targets, start);
+    batch.release();
   }
   return { predictions, targets };
 }

@@ -1,6 +1,7 @@
 import { Rng } from '@smolrate/core';
 import { describe, expect, it } from 'vitest';
-import { fromBf16, roundToBf16InPlace, toBf16 } from './grad-transport.js';
+import { fromF16 } from '../tests/f16-reference.js';
+import { fromBf16, roundToBf16InPlace, toBf16, toF16 } from './grad-transport.js';
 
 /** Magnitude of a float32 bit pattern (sign bit clear) in float64; 0x7f800000 counts as 2^128. */
 function magnitude(bits: number): number {
@@ -119,5 +120,52 @@ describe('roundToBf16InPlace', () => {
   it('leaves values that bf16 represents exactly unchanged', () => {
     const exact = Float32Array.from([0, -0, 1, -2.5, 0.15625, 2 ** -133, -(2 ** -126), 65280, Infinity, -Infinity]);
     expect(bitsOf(roundToBf16InPlace(exact.slice()))).toEqual(bitsOf(exact));
+  });
+});
+
+describe('toF16 / fromF16 (IEEE half precision)', () => {
+  const halves = Uint16Array.from({ length: 0x10000 }, (_, h) => h);
+  const wide = fromF16(halves, new Float32Array(0x10000));
+  const isNaNWord = (h: number) => (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+
+  it('widens every word exactly and narrows it back to the same word (NaN stays NaN)', () => {
+    expect([wide[0x3c00], wide[0xc000], wide[0x7bff], wide[0x0001], wide[0x0400], wide[0x7c00], wide[0xfc00]]).toEqual([1, -2, 65504, 2 ** -24, 2 ** -14, Infinity, -Infinity]);
+    expect(Object.is(wide[0x8000], -0)).toBe(true);
+    const back = toF16(wide, new Uint16Array(0x10000));
+    for (let h = 0; h < 0x10000; h++) {
+      if (isNaNWord(h)) expect(isNaNWord(back[h])).toBe(true);
+      else if (back[h] !== h) expect.fail(`word ${h.toString(16)} came back as ${back[h].toString(16)}`);
+    }
+  });
+
+  it('rounds random float32 values to the nearest half, ties to even, like a float64 reference', () => {
+    // The finite positive halves in order; the reference picks the nearer neighbour in float64.
+    const positives = Array.from({ length: 0x7c00 }, (_, h) => wide[h]);
+    const rng = new Rng(5, 'f16');
+    const bits = new Uint32Array(20_000);
+    for (let i = 0; i < bits.length; i++) bits[i] = (rng.nextU32() & 0x8fffffff) | (i % 4 === 0 ? 0x38000000 : 0); // many in the half range
+    const x = new Float32Array(bits.buffer);
+    const got = toF16(x, new Uint16Array(x.length));
+    for (let i = 0; i < x.length; i++) {
+      const v = Math.abs(x[i]);
+      if (Number.isNaN(v)) continue;
+      let want: number;
+      if (v >= 65520) want = 0x7c00; // 65504 + half an ulp and beyond → Inf
+      else {
+        let lo = 0;
+        let hi = positives.length - 1;
+        while (lo < hi) {
+          const mid = (lo + hi + 1) >> 1;
+          if (positives[mid] <= v) lo = mid;
+          else hi = mid - 1;
+        }
+        const up = Math.min(lo + 1, positives.length - 1);
+        const dLo = v - positives[lo];
+        const dUp = positives[up] - v;
+        want = dLo < dUp || (dLo === dUp && lo % 2 === 0) ? lo : up;
+      }
+      const sign = x[i] < 0 || Object.is(x[i], -0) ? 0x8000 : 0;
+      if (got[i] !== (want | sign)) expect.fail(`${x[i]} → ${got[i].toString(16)}, reference ${(want | sign).toString(16)}`);
+    }
   });
 });

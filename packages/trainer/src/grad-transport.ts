@@ -25,10 +25,63 @@ export function toBf16(src: Float32Array, out: Uint16Array): Uint16Array {
   return out;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /** bfloat16 words widened to float32 (exact) into `out` (same length). */
 export function fromBf16(src: Uint16Array, out: Float32Array): Float32Array {
   const bits = new Uint32Array(out.buffer, out.byteOffset, out.length);
-  for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+  let i = 0;
+  if (src.byteOffset % 4 === 0 && LITTLE_ENDIAN) {
+    // Two words per 32-bit load: the low word is element 2k, the high word element 2k + 1.
+    const pairs = new Uint32Array(src.buffer, src.byteOffset, src.length >>> 1);
+    for (let k = 0; k < pairs.length; k++) {
+      const w = pairs[k];
+      bits[2 * k] = w << 16;
+      bits[2 * k + 1] = w & 0xffff0000;
+    }
+    i = 2 * pairs.length;
+  }
+  for (; i < src.length; i++) bits[i] = src[i] << 16;
+  return out;
+}
+
+/** src[i] rounded to IEEE half precision (nearest even; beyond ±65504 → ±Inf; NaN stays NaN) into `out`. */
+export function toF16(src: Float32Array, out: Uint16Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = bits[i];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    const mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant !== 0 ? 0x200 | (mant >>> 13) : 0);
+      continue;
+    }
+    const e = exp - 112; // rebias 127 → 15
+    let h: number;
+    let rem: number;
+    let halfway: number;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    } else if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign; // below half the smallest subnormal: ±0
+        continue;
+      }
+      const m = mant | 0x800000;
+      const shift = 14 - e;
+      h = m >>> shift;
+      rem = m & ((1 << shift) - 1);
+      halfway = 1 << (shift - 1);
+    } else {
+      h = (e << 10) | (mant >>> 13);
+      rem = mant & 0x1fff;
+      halfway = 0x1000;
+    }
+    if (rem > halfway || (rem === halfway && (h & 1) === 1)) h++; // a carry rounds up into the exponent (or to Inf)
+    out[i] = sign | h;
+  }
   return out;
 }
 

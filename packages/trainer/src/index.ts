@@ -16,6 +16,7 @@ export * from './backbone-hash.js';
 export * from './feature-cache.js';
 export * from './precompute-features.js';
 export * from './batches.js';
+export * from './sample-index.js';
 export * from './prefetcher.js';
 export * from './quant-tables.js';
 export * from './adamw-options.js';

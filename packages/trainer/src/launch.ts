@@ -18,6 +18,7 @@ import { startRedisServer, type RedisServerHandle } from '@smolrate/core/redis-s
 import { resumeCheckpoint } from './checkpoint.js';
 import { checkTrainerConfig, type TrainerConfig } from './config.js';
 import { CONFIG_ENV } from './train-worker.js';
+import { FEATURE_READS_IN_FLIGHT } from './feature-cache.js';
 
 export interface LaunchOptions {
   config: TrainerConfig;
@@ -131,6 +132,7 @@ export async function launch(o: LaunchOptions): Promise<LaunchResult> {
     for (let localRank = 0; localRank < o.gpus; localRank++) {
       const rank = nodeRank * o.gpus + localRank;
       const env: NodeJS.ProcessEnv = {
+        UV_THREADPOOL_SIZE: String(FEATURE_READS_IN_FLIGHT), // feature reads in flight (feature-cache.ts)
         ...process.env,
         ...o.env,
         RANK: String(rank),

@@ -1,4 +1,4 @@
-import { CheckpointError, ConfigError, seedFrom } from '@smolrate/core';
+import { CheckpointError, ConfigError, permutation, seedFrom } from '@smolrate/core';
 import { describe, expect, it } from 'vitest';
 import { dropoutSeeds, GlobalSampler, type GlobalSamplerOptions } from './sampler.js';
 
@@ -144,6 +144,37 @@ describe('GlobalSampler', () => {
     expect(() => s.resume({ ...state, epoch: -1 })).toThrow(CheckpointError);
     expect(() => s.resume(null)).toThrow(CheckpointError);
     expect(s.resume(state)).toEqual({ epoch: 1, step: 2 });
+  });
+
+  it('sampleBlock K shuffles blocks of K consecutive indices, each in order (the last one shorter); K = 1 is the plain shuffle', () => {
+    const plain = new GlobalSampler({ ...BASE });
+    expect([...new GlobalSampler({ ...BASE, sampleBlock: 1 }).epochOrder(2)]).toEqual([...plain.epochOrder(2)]);
+    expect([...plain.epochOrder(2)]).toEqual([...permutation(37, BASE.seed, 'epoch', 2)]);
+    const k = 4;
+    const s = new GlobalSampler({ ...BASE, sampleBlock: k });
+    for (const epoch of [0, 1]) {
+      const order = [...s.epochOrder(epoch)];
+      expect([...order].sort((a, b) => a - b)).toEqual([...Array(37).keys()]);
+      const blocks: number[][] = [];
+      for (const i of order) {
+        const last = blocks.at(-1);
+        if (last !== undefined && Math.floor(last[0] / k) === Math.floor(i / k)) last.push(i);
+        else blocks.push([i]);
+      }
+      expect(blocks).toHaveLength(Math.ceil(37 / k)); // each block appears once, whole
+      for (const b of blocks) expect(b).toEqual(Array.from({ length: Math.min(k, 37 - b[0]) }, (_, j) => b[0] + j));
+      expect(blocks.map((b) => b[0] / k)).toEqual([...permutation(Math.ceil(37 / k), BASE.seed, 'epoch-blocks', epoch)]);
+    }
+    expect([...s.epochOrder(0)]).not.toEqual([...s.epochOrder(1)]);
+    // Resuming needs the same K (the order depends on it); states from before the option mean 1.
+    const state = s.state({ epoch: 1, step: 2 });
+    expect(state.sampleBlock).toBe(k);
+    expect(s.resume(state)).toEqual({ epoch: 1, step: 2 });
+    expect(() => plain.resume(state)).toThrow(/sampleBlock: checkpoint 4, now 1/);
+    const { sampleBlock: _, ...old } = plain.state({ epoch: 1, step: 2 });
+    expect(plain.resume(old)).toEqual({ epoch: 1, step: 2 });
+    expect(() => s.resume(old)).toThrow(/sampleBlock: checkpoint 1, now 4/);
+    expect(() => new GlobalSampler({ ...BASE, sampleBlock: 0 })).toThrow(ConfigError);
   });
 
   it('seeds dropout by global step and global index, independently of the rank split', () => {

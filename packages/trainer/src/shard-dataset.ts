@@ -9,11 +9,10 @@
  * LRU with a byte budget (a small dataset simply stays in memory). Concurrent requests for the
  * same shard share one load.
  *
- * Besides the full rows, every loaded shard leaves behind its **sample metadata** (the text
- * fields, the target and the SHA-256 of the image bytes, without the image), which is kept for
- * the life of the dataset: once the features of every image are cached (feature-cache.ts), the
- * training loop needs only this, and re-reading image shards every epoch is avoided. Memory:
- * a few KB of text per sample at most (the shard format caps each field at 1,000 code points).
+ * Besides the full rows, a loaded shard carries its **sample metadata** (the text fields, the
+ * target and the SHA-256 of the image bytes, without the image), as long as the shard stays in
+ * the LRU. Nothing is kept for the life of the dataset: the training loop reads the split's
+ * compact sample index (sample-index.ts), built once from this metadata, not raw text per sample.
  *
  * Non-local stores (S3): each load downloads the shard to a temporary file and removes it after
  * decoding; with `cacheDir`, a verified copy is kept there instead, named by its SHA-256, so later
@@ -116,7 +115,6 @@ export class ShardDataset {
   private readonly starts: number[];
   private readonly lru: ByteLru<number, LoadedShard>;
   private readonly inflight = new Map<number, Promise<LoadedShard>>();
-  private readonly metaByShard = new Map<number, SampleMeta[]>();
   private loads = 0;
   private hits = 0;
 
@@ -191,9 +189,9 @@ export class ShardDataset {
     return this.gather(indices, async (s) => (await this.shard(s)).rows);
   }
 
-  /** Metadata (no image) of the samples at `indices`, in order; loads only shards never seen. */
+  /** Metadata (no image) of the samples at `indices`, in order (their shards loaded as for rows). */
   async meta(indices: ArrayLike<number>): Promise<SampleMeta[]> {
-    return this.gather(indices, async (s) => this.metaByShard.get(s) ?? (await this.shard(s)).meta);
+    return this.gather(indices, async (s) => (await this.shard(s)).meta);
   }
 
   stats(): ShardDatasetStats {
@@ -231,7 +229,6 @@ export class ShardDataset {
       return { index: start + j, ...rest, imageSha256: imageSha256(image) };
     });
     const loaded: LoadedShard = { shard: s, start, rows, meta };
-    this.metaByShard.set(s, meta);
     this.lru.set(s, loaded, bytes);
     return loaded;
   }

@@ -17,6 +17,7 @@
  * cursor, early-stopping state — is in the checkpoint, and dropout masks are functions of
  * (seed, step, sample), so a resumed run continues bit for bit.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError, CollectiveError, ConfigError, createLogger, MetricsSink, openStore, readManifest, type Logger } from '@smolrate/core';
@@ -38,6 +39,7 @@ import { precomputeFeatures } from './precompute-features.js';
 import { Prefetcher } from './prefetcher.js';
 import { RedisCollective } from './redis-collective.js';
 import { Replica } from './replica.js';
+import { loadOrBuildSampleIndex, type SampleIndex } from './sample-index.js';
 import { dropoutSeeds, GlobalSampler, type SamplerStep } from './sampler.js';
 import { ShardDataset } from './shard-dataset.js';
 import { TrainingProgress } from './training-progress.js';
@@ -143,20 +145,28 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
   const manifest = await readManifest(store);
   const trainSet = await ShardDataset.open({ store, manifest, split: 'train' });
   const valSet = await ShardDataset.open({ store, manifest, split: 'val' });
-  const cache = await FeatureCache.forModel(model, { dir: featureCacheDir(cfg) });
+  const cache = await FeatureCache.forModel(model, { dir: featureCacheDir(cfg), dtype: cfg.featureDtype });
   let precomputed = { seconds: 0, images: 0 };
   for (const dataset of [trainSet, valSet]) {
     const r = await precomputeFeatures({ model, dataset, cache, rank: env.rank, worldSize: env.worldSize, log });
     precomputed = { seconds: precomputed.seconds + r.seconds, images: precomputed.images + r.computed };
   }
   await c.barrier('features', waitLong);
-  const builder = (dataset: ShardDataset) => new BatchBuilder({ tokenizer, config: modelConfig, cache, dataset });
-  const trainBatches = builder(trainSet);
-  const valBatches = builder(valSet);
+  // The splits' sample indexes: rank 0 builds the missing ones while the others wait, then they
+  // load its files — or, when the run directory is not shared with them, build the same bytes.
+  const tokenizerSha256 = createHash('sha256').update(tokenizerJson).digest('hex');
+  const indexOf = async (dataset: ShardDataset) =>
+    (await loadOrBuildSampleIndex({ dir: join(cfg.run, 'sample-index'), dataset, tokenizer, tokenizerSha256, config: modelConfig, log })).index;
+  const leadIndexes = lead ? [await indexOf(trainSet), await indexOf(valSet)] : [];
+  await c.barrier('sample-index', waitLong);
+  const [trainIndex, valIndex] = lead ? leadIndexes : [await indexOf(trainSet), await indexOf(valSet)];
+  const builder = (dataset: ShardDataset, index: SampleIndex) => new BatchBuilder({ config: modelConfig, cache: cache.reader(dataset.shards), locate: (i) => dataset.locate(i), index });
+  const trainBatches = builder(trainSet, trainIndex);
+  const valBatches = builder(valSet, valIndex);
 
   // 3. Sampler, schedule, optimizer and the run state (fresh or from the checkpoint).
   const micro = effectiveMicroBatch(cfg, env.worldSize);
-  const sampler = new GlobalSampler({ numSamples: trainSet.numSamples, seed: cfg.seed, globalBatch: cfg.globalBatch, worldSize: env.worldSize, rank: env.rank, microBatch: micro });
+  const sampler = new GlobalSampler({ numSamples: trainSet.numSamples, seed: cfg.seed, globalBatch: cfg.globalBatch, worldSize: env.worldSize, rank: env.rank, microBatch: micro, sampleBlock: cfg.sampleBlock });
   const fullSteps = cfg.epochs * sampler.stepsPerEpoch;
   const totalSteps = cfg.maxSteps > 0 ? Math.min(cfg.maxSteps, fullSteps) : fullSteps;
   const schedule = linearWarmupDecay({ peakLr: cfg.peakLr, totalSteps, warmupFraction: cfg.warmupFraction });
@@ -304,6 +314,7 @@ async function train(cfg: TrainerConfig, env: WorkerEnv, c: Collective, backend:
     await writeFile(join(cfg.run, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
     log.info('training finished', { ...summary });
   }
+  await cache.close();
   model.dispose();
   return summary;
 }
@@ -318,6 +329,7 @@ async function accumulate(
     out = model.lossAndGrads({ tokens: b, imageFeatures: t.imageFeatures }, t.targets, { dropoutSeed: seeds });
   } finally {
     for (const x of Object.values(t)) x.dispose();
+    b.release(); // its features are in no tensor now
   }
   await replica.accumulate(flat, out.grads, weight, done);
   flat[replica.size] += weight * out.loss;

@@ -36,7 +36,7 @@ beforeAll(async () => {
   await initBackend('wasm');
   const model = SmolVLMRegressor.fromSeed(presetConfig('tiny'), 0);
   try {
-    const cache = await FeatureCache.forModel(model, { dir: featureCache });
+    const cache = await FeatureCache.forModel(model, { dir: featureCache, dtype: 'f32' });
     for (const split of ['train', 'val'] as const) {
       await precomputeFeatures({ model, cache, dataset: await ShardDataset.open({ store, manifest, split }) });
     }
@@ -51,7 +51,7 @@ afterAll(async () => {
 
 function config(run: string, overrides: Record<string, unknown>): TrainerConfig {
   return resolveTrainerConfig({
-    overrides: { data, run: join(dir, run), featureCache, preset: 'tiny', backend: 'wasm', globalBatch: 8, peakLr: 1e-3, seed: 0, 'collective.heartbeatMs': 500, ...overrides },
+    overrides: { data, run: join(dir, run), featureCache, featureDtype: 'f32', preset: 'tiny', backend: 'wasm', globalBatch: 8, peakLr: 1e-3, seed: 0, 'collective.heartbeatMs': 500, ...overrides },
   });
 }
 
