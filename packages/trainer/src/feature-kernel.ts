@@ -2,7 +2,7 @@
  * The feature cache's entry check and decode through the WebAssembly SIMD kernel
  * (../assembly/feature-kernel.ts, which defines the checksum): one pass over an entry's stored
  * bytes computes its checksum and writes its float32 values. It replaced a crc32 (zlib) plus a JS
- * widening loop, the loader's two largest costs per sample (docs/feature-cache.md, "Reading").
+ * widening loop, the loader's two largest costs per sample (docs/training.md "The data path at scale").
  *
  * An `EntryDecoder` owns a kernel with a fixed memory: `slots` read buffers of `slotBytes` each and
  * one decode area of an entry's float32 values. Its memory never grows, so the Buffer views of the
