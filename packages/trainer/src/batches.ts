@@ -116,8 +116,8 @@ export class BatchBuilder {
 
     const size = globalIndices.length * this.cache.tokens * this.cache.dim;
     const k = this.pool.findIndex((b) => b.length === size);
-    const reused = k >= 0 ? this.pool.splice(k, 1)[0] : undefined;
-    const imageFeatures = await this.cache.read(Array.from(globalIndices, (i) => this.locate(i)), reused);
+    const buffer = k >= 0 ? this.pool.splice(k, 1)[0] : this.cache.allocateOutput(size);
+    const imageFeatures = await this.cache.read(Array.from(globalIndices, (i) => this.locate(i)), buffer);
     let released = false;
     const release = () => {
       if (released) return;

@@ -12,7 +12,7 @@ import { imageTokenCount, presetConfig, type ModelConfig } from '@smolrate/model
 import { dropPageCache, freeBytes, PAPER_SAMPLES, removeScratch, scratchDir, syntheticRow, type BenchDataOptions } from './bench-data.js';
 import { BatchBuilder } from './batches.js';
 import { reportBenchResult, runBenchWorkers } from './bench-workers.js';
-import { FeatureCache, packedBytesPerImage, readFeatureFilesSequentially, type FeatureDtype, type FeatureShard } from './feature-cache.js';
+import { FeatureCache, packedBytesPerImage, readFeatureFilesSequentially, type DirectIoMode, type FeatureDtype, type FeatureShard } from './feature-cache.js';
 import { Prefetcher } from './prefetcher.js';
 import { readSampleIndex, SampleIndex, sampleIndexKey, writeSampleIndex, type SampleIndexKey } from './sample-index.js';
 import { GlobalSampler } from './sampler.js';
@@ -25,6 +25,8 @@ export interface DataRankReport {
   peakRssBytes: number;
   /** Resident bytes of the loaded sample index (its typed arrays). */
   indexBytes: number;
+  /** The feature cache's entry ranges by how they were read (FeatureCache.rangesRead). */
+  rangesRead: { direct: number; buffered: number; remote: number };
 }
 
 export interface DataRun {
@@ -58,8 +60,12 @@ export interface BenchDataResult {
   diskBytes: number;
   /** The scratch folder when it was kept (`--keep` or `--dir`), else null (removed). */
   keptIn: string | null;
+  /** The raw sequential rate, bytes/s: the faster of the two ways below (the ratios' denominator). */
   rawReadBytesPerSecond: number;
   rawSamplesPerSecond: number;
+  /** Sequential 4 MiB reads of the whole files through the page cache, and with O_DIRECT. */
+  rawBufferedBytesPerSecond: number;
+  rawDirectBytesPerSecond: number;
   emptyRssBytes: number;
   runs: DataRun[];
   /** Per rank count: (peak RSS at N − at N/4) ÷ (3N/4), bytes per sample. */
@@ -80,6 +86,7 @@ export interface DataWorkerParams {
   globalBatch: number;
   prefetch: number;
   sampleBlock: number;
+  directIo: DirectIoMode;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -93,8 +100,8 @@ function benchShards(cacheSamples: number, shardRows: number): FeatureShard[] {
   return Array.from({ length: Math.ceil(cacheSamples / shardRows) }, (_, s) => ({ sha256: hex('bench-data shard', s), rows: Math.min(shardRows, cacheSamples - s * shardRows) }));
 }
 
-function benchCache(dir: string, tokens: number, dim: number, dtype: string): FeatureCache {
-  return new FeatureCache({ dir, backboneHash: BENCH_BACKBONE, tokens, dim, dtype: dtype as FeatureDtype });
+function benchCache(dir: string, tokens: number, dim: number, dtype: string, directIo: DirectIoMode = 'auto'): FeatureCache {
+  return new FeatureCache({ dir, backboneHash: BENCH_BACKBONE, tokens, dim, dtype: dtype as FeatureDtype, directIo });
 }
 
 /** Writes the packed cache of the first `samples` samples through the trainer's writer (seeded values). */
@@ -182,20 +189,26 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
     const tCache = (performance.now() - t2) / 1000;
     say(`cache: ${files.length} files, ${(cacheBytes / 2 ** 30).toFixed(2)} GiB in ${formatDuration(tCache)}; disk in use ${(diskBytes / 2 ** 30).toFixed(2)} GiB`);
 
-    // 3. Raw sequential read of the same files (what the disk and page cache give without us).
+    // 3. Raw sequential read of the same files (what the disk gives without us), through the page
+    // cache and with O_DIRECT; the faster is the baseline, whichever way the ranks read.
     const t3 = performance.now();
     const reading = benchCache(cacheDir, tokens, dim, o.dtype);
-    if (o.cold === true) dropPageCache();
-    const raw = await readFeatureFilesSequentially(reading, shards);
+    const rawRate = async (direct: boolean) => {
+      if (o.cold === true) dropPageCache();
+      const raw = await readFeatureFilesSequentially(reading, shards, { direct });
+      return raw.bytes / raw.seconds;
+    };
+    const rawBufferedBytesPerSecond = await rawRate(false);
+    const rawDirectBytesPerSecond = await rawRate(true);
     await reading.close();
-    const rawReadBytesPerSecond = raw.bytes / raw.seconds;
+    const rawReadBytesPerSecond = Math.max(rawBufferedBytesPerSecond, rawDirectBytesPerSecond);
     const tRaw = (performance.now() - t3) / 1000;
     const rawSamplesPerSecond = rawReadBytesPerSecond / entryBytes(tokens, dim, o.dtype);
-    say(`raw sequential read: ${(rawReadBytesPerSecond / 2 ** 20).toFixed(0)} MiB/s = ${rawSamplesPerSecond.toFixed(0)} samples/s`);
+    say(`raw sequential read: buffered ${mib(rawBufferedBytesPerSecond)}/s, direct ${mib(rawDirectBytesPerSecond)}/s; baseline ${rawSamplesPerSecond.toFixed(0)} samples/s`);
 
     // 4. The ranks: an empty run, then each size × rank count.
     const t4 = performance.now();
-    const base: Omit<DataWorkerParams, 'samples' | 'indexPath' | 'sampleBlock'> = { geometry: o.geometry, dtype: o.dtype, cacheDir, cacheSamples, shardRows: o.shardRows, globalBatch: o.globalBatch, prefetch: o.prefetch };
+    const base: Omit<DataWorkerParams, 'samples' | 'indexPath' | 'sampleBlock'> = { geometry: o.geometry, dtype: o.dtype, cacheDir, cacheSamples, shardRows: o.shardRows, globalBatch: o.globalBatch, prefetch: o.prefetch, directIo: o.directIo };
     const empty = (await runBenchWorkers<DataRankReport>({ kind: 'data', workers: 1, redisUrl: null, params: { ...base, samples: 0, indexPath: null, sampleBlock: 1 } })).result;
     const runs: DataRun[] = [];
     // The plain shuffle at N/4 and N (the memory growth), then block shuffles at N.
@@ -242,6 +255,8 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
       keptIn: owned && !o.keep ? null : dir,
       rawReadBytesPerSecond,
       rawSamplesPerSecond,
+      rawBufferedBytesPerSecond,
+      rawDirectBytesPerSecond,
       emptyRssBytes: empty.peakRssBytes,
       runs,
       rssGrowthPerSample,
@@ -259,6 +274,14 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
   }
 }
 
+/** How a run's ranks read their entry ranges: "direct", "buffered", or the mix. */
+function readsOf(run: DataRun): string {
+  const total = { direct: 0, buffered: 0, remote: 0 };
+  for (const r of run.perRank) for (const k of ['direct', 'buffered', 'remote'] as const) total[k] += r.rangesRead[k];
+  const used = (['direct', 'buffered', 'remote'] as const).filter((k) => total[k] > 0);
+  return used.length === 1 ? used[0] : used.map((k) => `${k} ${total[k]}`).join(', ');
+}
+
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
 
@@ -267,13 +290,13 @@ export function formatBenchData(r: BenchDataResult): string {
     `data path, ${r.samples.toLocaleString('en-US')} samples (and ${Math.floor(r.samples / 4).toLocaleString('en-US')}), features ${r.geometry} [${r.tokens}, ${r.dim}] ${r.dtype}, ${r.shardRows.toLocaleString('en-US')} rows per shard/feature file`,
     `sample index: ${r.indexResidentBytesPerSample.toFixed(0)} B/sample resident per rank, ${r.indexFileBytesPerSample.toFixed(0)} B/sample on disk`,
     `feature cache: ${r.cacheBytesPerImage.toLocaleString('en-US')} B/image (${(r.cacheBytesPerImage / 1024).toFixed(1)} KB), ${r.cacheDiskBytesPerImage.toFixed(0)} B/image on disk with headers; ${r.cacheSamples.toLocaleString('en-US')} images cached${r.cacheSamples < r.samples ? ' (sample i reads entry i mod C)' : ''}; disk used ${gib(r.diskBytes)} (${r.keptIn === null ? 'removed' : `kept in ${r.keptIn}`})`,
-    `raw sequential read of the cache files: ${mib(r.rawReadBytesPerSecond)}/s = ${r.rawSamplesPerSecond.toFixed(0)} samples/s`,
+    `raw sequential read of the cache files: ${mib(r.rawBufferedBytesPerSecond)}/s through the page cache, ${mib(r.rawDirectBytesPerSecond)}/s direct; baseline (the faster) ${r.rawSamplesPerSecond.toFixed(0)} samples/s`,
     `empty run: peak RSS ${mib(r.emptyRssBytes)}`,
     '',
-    '  samples  ranks  block  samples/s  × raw  peak RSS/rank  RSS − empty per sample',
+    '  samples  ranks  block  samples/s  × raw  peak RSS/rank  RSS − empty per sample  reads',
   ];
   for (const run of r.runs) {
-    lines.push(`${run.samples.toLocaleString('en-US').padStart(10)}  ${String(run.ranks).padStart(5)}  ${String(run.sampleBlock).padStart(5)}  ${run.samplesPerSecond.toFixed(0).padStart(9)}  ${run.readRatio.toFixed(2).padStart(5)}  ${mib(run.peakRssBytes).padStart(13)}  ${((run.peakRssBytes - r.emptyRssBytes) / run.samples).toFixed(0).padStart(10)} B`);
+    lines.push(`${run.samples.toLocaleString('en-US').padStart(10)}  ${String(run.ranks).padStart(5)}  ${String(run.sampleBlock).padStart(5)}  ${run.samplesPerSecond.toFixed(0).padStart(9)}  ${run.readRatio.toFixed(2).padStart(5)}  ${mib(run.peakRssBytes).padStart(13)}  ${((run.peakRssBytes - r.emptyRssBytes) / run.samples).toFixed(0).padStart(10)} B  ${readsOf(run)}`);
   }
   lines.push('');
   for (const [w, g] of Object.entries(r.rssGrowthPerSample)) lines.push(`peak RSS growth per sample, ${w} rank(s), ${Math.floor(r.samples / 4).toLocaleString('en-US')} → ${r.samples.toLocaleString('en-US')}: ${g.toFixed(0)} B`);
@@ -304,12 +327,12 @@ export async function runDataBenchWorker(): Promise<void> {
   const p = JSON.parse(process.env.SMOLRATE_BENCH ?? '{}') as DataWorkerParams;
   const rank = Number(process.env.RANK ?? 0);
   const worldSize = Number(process.env.WORLD_SIZE ?? 1);
-  const report: DataRankReport = { rank, samples: 0, seconds: 0, peakRssBytes: 0, indexBytes: 0 };
+  const report: DataRankReport = { rank, samples: 0, seconds: 0, peakRssBytes: 0, indexBytes: 0, rangesRead: { direct: 0, buffered: 0, remote: 0 } };
   if (p.samples > 0) {
     const cfg = presetConfig(p.geometry);
     const index = await readSampleIndex(p.indexPath!, benchIndexKey(cfg, p.samples, p.shardRows));
     report.indexBytes = index.bytesResident;
-    const cache = benchCache(p.cacheDir, imageTokenCount(cfg), cfg.text.hiddenSize, p.dtype);
+    const cache = benchCache(p.cacheDir, imageTokenCount(cfg), cfg.text.hiddenSize, p.dtype, p.directIo);
     const R = p.shardRows;
     const C = p.cacheSamples;
     const locate = (i: number) => {
@@ -325,6 +348,7 @@ export async function runDataBenchWorker(): Promise<void> {
       b.release(); // as the trainer does after the step
     }
     report.seconds = (performance.now() - t0) / 1000;
+    report.rangesRead = { ...cache.rangesRead };
     await cache.close();
   }
   report.peakRssBytes = peakRss();

@@ -51,6 +51,8 @@ export interface BenchDataOptions {
   keep: boolean;
   /** Drop the page cache (root) before the raw read and before each run: disk, not memory, rates. */
   cold?: boolean;
+  /** The ranks' FeatureCache directIo (default auto: direct when the cache is over half the memory). */
+  directIo: 'auto' | 'on' | 'off';
   onProgress?: (line: string) => void;
 }
 
@@ -76,7 +78,7 @@ export function syntheticRow(cfg: ModelConfig, textTokens: number, sample: numbe
 }
 
 export function benchDataDefaults(): Omit<BenchDataOptions, 'onProgress'> {
-  return { samples: 2_000_000, ranks: [1, 4], sampleBlocks: [16], geometry: 'smolvlm2-256m', dtype: 'bf16', shardRows: 2_000, textTokens: 170, globalBatch: 64, prefetch: 2, keep: false };
+  return { samples: 2_000_000, ranks: [1, 4], sampleBlocks: [16], geometry: 'smolvlm2-256m', dtype: 'bf16', shardRows: 2_000, textTokens: 170, globalBatch: 64, prefetch: 2, keep: false, directIo: 'auto' };
 }
 
 export function scratchDir(o: Pick<BenchDataOptions, 'dir'>): { dir: string; owned: boolean } {
@@ -120,6 +122,7 @@ export function checkOptions(o: BenchDataOptions): void {
   for (const k of o.sampleBlocks) positive('--sample-blocks', k);
   if (o.samples < 4 * o.globalBatch) throw new UsageError(`bench-data: --samples ${o.samples} is too small for a global batch of ${o.globalBatch} at N/4`);
   if (o.geometry !== 'smolvlm2-256m' && o.geometry !== 'tiny') throw new ConfigError(`bench-data: --geometry must be smolvlm2-256m or tiny, got ${String(o.geometry)}`);
+  if (!['auto', 'on', 'off'].includes(o.directIo)) throw new ConfigError(`bench-data: --direct-io must be auto, on or off, got ${String(o.directIo)}`);
   if (!['bf16', 'f16', 'f32'].includes(o.dtype)) throw new ConfigError(`bench-data: --dtype must be bf16, f16 or f32, got ${String(o.dtype)}`);
   presetConfig(o.geometry);
 }
@@ -136,6 +139,7 @@ export const benchDataUsage = [
   '  --global-batch B      (default 64)   --prefetch D  steps built ahead (default 2, the trainer\'s)',
   '  --cache-samples C     cache only C images (default: what fits in half the free disk); sample i reads entry i mod C',
   '  --cold                drop the page cache (needs root) before the raw read and each run: the disk\'s rates',
+  '  --direct-io auto|on|off  the ranks\' O_DIRECT entry reads (default auto: on when the cache is over half the memory)',
   '  --dir DIR             scratch folder (default: a temporary one)   --keep  keep it   --json  print JSON',
 ].join('\n');
 
@@ -159,6 +163,7 @@ export function parseBenchDataArgs(argv: string[]): BenchDataOptions & { json: b
     dir: flagString(args, 'dir'),
     keep: flagBool(args, 'keep'),
     cold: flagBool(args, 'cold'),
+    directIo: (flagString(args, 'directIo') ?? d.directIo) as BenchDataOptions['directIo'],
     json: flagBool(args, 'json'),
   };
   checkOptions(o);

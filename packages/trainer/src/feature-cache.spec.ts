@@ -9,6 +9,7 @@ import {
   FEATURE_HEADER_BYTES,
   FEATURE_TABLE_RECORD_BYTES,
   featureDataOffset,
+  defaultMaxOpenFiles,
   FeatureCache,
   Limiter,
   ReadModePolicy,
@@ -252,6 +253,59 @@ describe('FeatureCache', () => {
     expect((await new FeatureCache(geometry).verify(s.shard)).state).toBe('bad');
   });
 
+  it('direct (O_DIRECT) reads give the bits of buffered reads, the last entry at the unaligned end of the file included, and still catch damage', async () => {
+    const cacheDir = join(dir, 'direct');
+    const a = shardOf('direct a');
+    const b = shardOf('direct bb');
+    const geometry = { dir: cacheDir, backboneHash: BACKBONE, tokens: N, dim: D, dtype: 'f32' as FeatureDtype };
+    for (const s of [a, b]) await writeShard(new FeatureCache(geometry), s);
+    // Entries of 1,152 bytes: ranges start and end off the 4096 grid, and the file's size is not a multiple of it.
+    expect((featureDataOffset(ROWS) + ROWS * N * D * 4) % 4096).not.toBe(0);
+    const locations = [{ shard: 1, row: 6 }, { shard: 0, row: 0 }, { shard: 0, row: 1 }, { shard: 0, row: 2 }, { shard: 1, row: 3 }, { shard: 0, row: 6 }, { shard: 1, row: 6 }];
+    const direct = new FeatureCache({ ...geometry, directIo: 'on' });
+    const buffered = new FeatureCache({ ...geometry, directIo: 'off' });
+    const directReader = direct.reader([a.shard, b.shard]);
+    const output = directReader.allocateOutput(locations.length * N * D); // in the decoder's memory: decoded without a copy
+    const got = await directReader.read(locations, output);
+    expect(got).toBe(output);
+    expect(sameBits(got, await buffered.reader([a.shard, b.shard]).read(locations))).toBe(true);
+    locations.forEach(({ shard, row }, k) => expect(sameBits(got.subarray(k * N * D, (k + 1) * N * D), [a, b][shard].rows[row]), `location ${k}`).toBe(true));
+    expect(direct.readsDirect).toBe(true);
+    expect(direct.rangesRead).toMatchObject({ direct: 4, buffered: 0 });
+    expect(buffered.rangesRead).toMatchObject({ direct: 0, buffered: 4 });
+    // 'auto' reads a split this small through the page cache.
+    const auto = new FeatureCache(geometry);
+    await auto.reader([a.shard]).read([{ shard: 0, row: 3 }]);
+    expect(auto.readsDirect).toBe(false);
+    expect(auto.rangesRead.buffered).toBe(1);
+    for (const c of [direct, buffered, auto]) await c.close();
+
+    const path = join(cacheDir, direct.keyOf(a.shard.sha256));
+    const bytes = await readFile(path);
+    bytes[featureDataOffset(ROWS) + 4 * N * D * 4 + 9] ^= 0x10;
+    await writeFile(path, bytes);
+    const all = Array.from({ length: ROWS }, (_, row) => ({ shard: 0, row }));
+    await expect(new FeatureCache({ ...geometry, directIo: 'on' }).reader([a.shard]).read(all)).rejects.toThrow(/entry 4 has checksum/);
+    // Cut inside the last entry once the header has been read: the direct read comes up short.
+    const late = new FeatureCache({ ...geometry, directIo: 'on' });
+    const reader = late.reader([b.shard]);
+    await reader.read([{ shard: 0, row: 0 }]);
+    const pathB = join(cacheDir, late.keyOf(b.shard.sha256));
+    await truncate(pathB, featureDataOffset(ROWS) + 6 * N * D * 4 + 100);
+    await expect(reader.read([{ shard: 0, row: 6 }])).rejects.toThrow(new RegExp(`feature file .*${pathB.replaceAll('/', '\\/')}: 100 bytes at offset .*truncated`));
+    await late.close();
+    expect(() => new FeatureCache({ ...geometry, directIo: 'always' as 'on' })).toThrow(ConfigError);
+  });
+
+  it('keeps half the descriptor limit of files open by default', () => {
+    const limits = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                20000                files\n`;
+    expect(defaultMaxOpenFiles(limits('20000'))).toBe(10_000);
+    expect(defaultMaxOpenFiles(limits('unlimited'))).toBe(1 << 19);
+    expect(defaultMaxOpenFiles(limits('100'))).toBe(64);
+    expect(defaultMaxOpenFiles('no such line')).toBe(64);
+    expect(defaultMaxOpenFiles()).toBeGreaterThanOrEqual(64);
+  });
+
   it('checks its arguments', async () => {
     const cacheDir = join(dir, 'args');
     expect(() => new FeatureCache({ backboneHash: BACKBONE, tokens: N, dim: D })).toThrow(ConfigError);
@@ -288,6 +342,9 @@ describe('FeatureCache', () => {
     expect(r.files).toBe(2);
     expect(r.bytes).toBe(2 * (featureDataOffset(ROWS) + ROWS * N * D * 2));
     expect(r.seconds).toBeGreaterThan(0);
+    expect(r.direct).toBe(false);
+    const d = await readFeatureFilesSequentially(cache, shards.map((s) => s.shard), { direct: true });
+    expect(d).toMatchObject({ files: 2, bytes: r.bytes, direct: true });
   });
 
   it('works on an S3 store with ranged GETs, giving the same features as a local copy', async () => {

@@ -61,10 +61,33 @@ describe('feature kernel decode', () => {
     }
   });
 
+  it('decodes straight into its output areas what it decodes into a plain array, and hands each area out once', () => {
+    const n = 4096;
+    const src = Uint16Array.from({ length: 2 * n }, (_, i) => (i * 2654435761) >>> 16);
+    const dec = new EntryDecoder({ slots: 1, slotBytes: src.byteLength, entryValues: n, outputs: 2, outputValues: 2 * n });
+    dec.slot(0).set(bytesOf(src));
+    expect(dec.output(n)).toBeNull(); // another size
+    const area = dec.output(2 * n)!;
+    expect(area.buffer).not.toBe(new Float32Array(1).buffer);
+    const second = dec.output(2 * n)!;
+    expect(second.byteOffset).toBeGreaterThanOrEqual(area.byteOffset + area.byteLength);
+    expect(dec.output(2 * n)).toBeNull(); // all given
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const plain = new Float32Array(2 * n);
+      for (let e = 0; e < 2; e++) {
+        const at = e * n * 2;
+        const want = dec.decode(0, at, 2 * n, dtype, plain.subarray(e * n, (e + 1) * n));
+        expect(dec.decode(0, at, 2 * n, dtype, second.subarray(e * n, (e + 1) * n))).toBe(want);
+      }
+      expect(sameValues(second, plain), dtype).toBe(true);
+      expect(sameValues(area, new Float32Array(2 * n)), 'the other area is untouched').toBe(true);
+    }
+  });
+
   it('refuses a wrong output size or a range outside the slot', () => {
     const dec = new EntryDecoder({ slots: 1, slotBytes: 64, entryValues: 8 });
     expect(() => dec.decode(0, 0, 16, 'bf16', new Float32Array(7))).toThrow(RangeError);
-    expect(() => dec.decode(0, 56, 16, 'bf16', new Float32Array(8))).toThrow(RangeError);
+    expect(() => dec.decode(0, dec.slotStride - 8, 16, 'bf16', new Float32Array(8))).toThrow(RangeError);
     expect(() => dec.decode(0, 0, 18, 'bf16', new Float32Array(8))).toThrow(RangeError);
   });
 });

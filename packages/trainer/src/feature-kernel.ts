@@ -22,7 +22,11 @@ export type FeatureDtype = keyof typeof FEATURE_DTYPE_CODE;
 const PAGE = 65536;
 /** The kernel's scratch is [0, 64); buffers start at 64, areas are 64-byte aligned. */
 const BASE = 64;
-const align64 = (n: number) => Math.ceil(n / 64) * 64;
+const alignTo = (n: number, a: number) => Math.ceil(n / a) * a;
+/** Alignment of direct reads (O_DIRECT: address, offset and length in whole logical blocks; 4096 covers the usual ones). */
+export const DIRECT_ALIGN = 4096;
+/** A slot's room past slotBytes: an aligned superset adds up to DIRECT_ALIGN − 1 bytes at each end. */
+const DIRECT_SLACK = 2 * DIRECT_ALIGN;
 
 /**
  * The checksum's definition in JS (the spec's reference for the kernel): the bytes zero-padded to
@@ -51,41 +55,78 @@ export class EntryDecoder {
   private readonly kernel: WasmKernel<FeatureExports>;
   private readonly outAt: number;
   private readonly slotAt: number;
+  /** Bytes from one slot's start to the next's (slotBytes + DIRECT_SLACK, 4096-aligned). */
+  readonly slotStride: number;
   private readonly views: Buffer[];
+  /** Output areas: float32 arrays in the kernel's memory, which `decode` writes straight into. */
+  private readonly areas: Float32Array[];
+  private areasGiven = 0;
 
-  /** `slots` read buffers of `slotBytes`, and a decode area of `entryValues` float32 values. */
-  constructor(o: { slots: number; slotBytes: number; entryValues: number }) {
+  /**
+   * `slots` read buffers of `slotBytes` each, and a decode area of `entryValues` float32 values.
+   * Each slot starts on a 4096-byte boundary of the kernel's memory (whose base is page-aligned)
+   * and has DIRECT_SLACK bytes past `slotBytes`, so a direct (O_DIRECT) read of the aligned
+   * superset of any range of up to `slotBytes` fits in it (feature-cache.ts readRange).
+   *
+   * `outputs` areas of `outputValues` float32 values each follow: `output` hands them out (once
+   * each) as batch buffers, and an entry decoded into one is written there by the kernel directly,
+   * without the copy out of the decode area (which cost about as much as the decode).
+   */
+  constructor(o: { slots: number; slotBytes: number; entryValues: number; outputs?: number; outputValues?: number }) {
     this.slots = o.slots;
-    this.slotBytes = align64(o.slotBytes);
+    this.slotBytes = o.slotBytes;
     this.entryValues = o.entryValues;
     this.outAt = BASE;
-    this.slotAt = align64(this.outAt + 4 * o.entryValues);
-    const bytes = this.slotAt + this.slots * this.slotBytes;
+    this.slotStride = alignTo(this.slotBytes + DIRECT_SLACK, DIRECT_ALIGN);
+    this.slotAt = alignTo(this.outAt + 4 * o.entryValues, DIRECT_ALIGN);
+    const outputs = o.outputs ?? 0;
+    const outputValues = o.outputValues ?? 0;
+    const areasAt = this.slotAt + this.slots * this.slotStride;
+    const areaStride = alignTo(4 * outputValues, 64);
+    const bytes = areasAt + outputs * areaStride;
     this.kernel = new WasmKernel<FeatureExports>('feature-kernel', Math.ceil(bytes / PAGE));
-    this.views = Array.from({ length: this.slots }, (_, k) => Buffer.from(this.kernel.buffer, this.slotAt + k * this.slotBytes, this.slotBytes));
+    this.views = Array.from({ length: this.slots }, (_, k) => Buffer.from(this.kernel.buffer, this.slotAt + k * this.slotStride, this.slotStride));
+    this.areas = Array.from({ length: outputs }, (_, i) => new Float32Array(this.kernel.buffer, areasAt + i * areaStride, outputValues));
   }
 
-  /** Slot k's bytes (a view of the kernel's memory; read into it, then `decode`). */
+  /**
+   * A not yet given output area of `values` float32 values, or null (none left, or another size).
+   * The caller owns it for good: it is never handed out again, and stays valid with the decoder.
+   */
+  output(values: number): Float32Array | null {
+    const area = this.areas[this.areasGiven];
+    if (area === undefined || area.length !== values) return null;
+    this.areasGiven++;
+    return area;
+  }
+
+  /** Slot k's bytes, slotBytes + DIRECT_SLACK of them (a view of the kernel's memory, 4096-aligned; read into it, then `decode`). */
   slot(k: number): Buffer {
     return this.views[k];
   }
 
   /**
    * Decodes the entry of `bytes` stored bytes at `offset` in slot `k` into `out` (its float32
-   * values) and returns the stored bytes' checksum.
+   * values) and returns the stored bytes' checksum. `out` inside an output area is written by the
+   * kernel; any other array receives a copy of the decode area.
    */
   decode(k: number, offset: number, bytes: number, dtype: FeatureDtype, out: Float32Array): number {
     if (out.length !== this.entryValues) throw new RangeError(`entry decoder: out holds ${out.length} values, an entry ${this.entryValues}`);
-    if (offset < 0 || offset + bytes > this.slotBytes || bytes !== this.entryValues * (dtype === 'f32' ? 4 : 2)) throw new RangeError(`entry decoder: ${bytes} bytes at ${offset} of a ${this.slotBytes}-byte slot for ${this.entryValues} ${dtype} values`);
-    const sum = this.kernel.exports.decodeEntry(this.slotAt + k * this.slotBytes + offset, bytes, FEATURE_DTYPE_CODE[dtype], this.outAt) >>> 0;
+    if (offset < 0 || offset + bytes > this.slotStride || bytes !== this.entryValues * (dtype === 'f32' ? 4 : 2)) throw new RangeError(`entry decoder: ${bytes} bytes at ${offset} of a ${this.slotStride}-byte slot for ${this.entryValues} ${dtype} values`);
+    const src = this.slotAt + k * this.slotStride + offset;
+    if (out.buffer === this.kernel.buffer) {
+      if (out.byteOffset < this.slotAt + this.slots * this.slotStride) throw new RangeError('entry decoder: out overlaps the read slots');
+      return this.kernel.exports.decodeEntry(src, bytes, FEATURE_DTYPE_CODE[dtype], out.byteOffset) >>> 0;
+    }
+    const sum = this.kernel.exports.decodeEntry(src, bytes, FEATURE_DTYPE_CODE[dtype], this.outAt) >>> 0;
     out.set(this.kernel.f32.subarray(this.outAt >>> 2, (this.outAt >>> 2) + this.entryValues));
     return sum;
   }
 
   /** The checksum of bytes in slot k (no decode). */
   checksum(k: number, offset: number, bytes: number): number {
-    if (offset < 0 || offset + bytes > this.slotBytes) throw new RangeError(`entry decoder: ${bytes} bytes at ${offset} of a ${this.slotBytes}-byte slot`);
-    return this.kernel.exports.entryChecksum(this.slotAt + k * this.slotBytes + offset, bytes) >>> 0;
+    if (offset < 0 || offset + bytes > this.slotStride) throw new RangeError(`entry decoder: ${bytes} bytes at ${offset} of a ${this.slotStride}-byte slot`);
+    return this.kernel.exports.entryChecksum(this.slotAt + k * this.slotStride + offset, bytes) >>> 0;
   }
 }
 
