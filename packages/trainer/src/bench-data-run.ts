@@ -12,7 +12,7 @@ import { imageTokenCount, presetConfig, type ModelConfig } from '@smolrate/model
 import { dropPageCache, freeBytes, PAPER_SAMPLES, removeScratch, scratchDir, syntheticRow, type BenchDataOptions } from './bench-data.js';
 import { BatchBuilder } from './batches.js';
 import { reportBenchResult, runBenchWorkers } from './bench-workers.js';
-import { FeatureCache, packedBytesPerImage, readFeatureFilesSequentially, type DirectIoMode, type FeatureDtype, type FeatureShard } from './feature-cache.js';
+import { FEATURE_READS_IN_FLIGHT, FeatureCache, packedBytesPerImage, readEntriesAtRandom, readFeatureFilesSequentially, type DirectIoMode, type FeatureDtype, type FeatureShard } from './feature-cache.js';
 import { Prefetcher } from './prefetcher.js';
 import { readSampleIndex, SampleIndex, sampleIndexKey, writeSampleIndex, type SampleIndexKey } from './sample-index.js';
 import { GlobalSampler } from './sampler.js';
@@ -38,6 +38,8 @@ export interface DataRun {
   samplesPerSecond: number;
   /** samplesPerSecond / the raw read rate in samples (raw bytes/s ÷ entry bytes). */
   readRatio: number;
+  /** samplesPerSecond / the disk's random entry reads per second at this rank count's reads in flight. */
+  randomRatio: number;
   /** Highest peak RSS of the ranks. */
   peakRssBytes: number;
   perRank: DataRankReport[];
@@ -66,6 +68,8 @@ export interface BenchDataResult {
   /** Sequential 4 MiB reads of the whole files through the page cache, and with O_DIRECT. */
   rawBufferedBytesPerSecond: number;
   rawDirectBytesPerSecond: number;
+  /** By rank count W: random single-entry reads per second with W·16 in flight (readEntriesAtRandom). */
+  randomReadsPerSecond: Record<number, number>;
   emptyRssBytes: number;
   runs: DataRun[];
   /** Per rank count: (peak RSS at N − at N/4) ÷ (3N/4), bytes per sample. */
@@ -88,6 +92,9 @@ export interface DataWorkerParams {
   sampleBlock: number;
   directIo: DirectIoMode;
 }
+
+/** Entries read at random for the random-read baseline (or the whole cache, if smaller). */
+const RANDOM_READS = 100_000;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -200,6 +207,18 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
     };
     const rawBufferedBytesPerSecond = await rawRate(false);
     const rawDirectBytesPerSecond = await rawRate(true);
+    // The disk's random entry reads, the way the ranks read (direct or not), as many in flight as
+    // each rank count has: the most a plain shuffle can get from this disk, loader or not.
+    reading.reader(shards);
+    const direct = reading.readsDirect;
+    const randomReadsPerSecond: Record<number, number> = {};
+    for (const w of o.ranks) {
+      if (o.cold === true) dropPageCache();
+      const count = Math.min(RANDOM_READS, cacheSamples);
+      const r = await readEntriesAtRandom(reading, shards, { count, inFlight: w * FEATURE_READS_IN_FLIGHT, direct });
+      randomReadsPerSecond[w] = r.reads / r.seconds;
+      say(`random entry reads, ${w * FEATURE_READS_IN_FLIGHT} in flight${r.direct ? ', direct' : ''}: ${randomReadsPerSecond[w].toFixed(0)}/s`);
+    }
     await reading.close();
     const rawReadBytesPerSecond = Math.max(rawBufferedBytesPerSecond, rawDirectBytesPerSecond);
     const tRaw = (performance.now() - t3) / 1000;
@@ -224,7 +243,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
       const slowest = Math.max(...result.map((r) => r.seconds));
       const done = result.reduce((s, r) => s + r.samples, 0);
       const samplesPerSecond = done / slowest;
-      runs.push({ samples: n, ranks: w, sampleBlock: k, samplesPerSecond, readRatio: samplesPerSecond / rawSamplesPerSecond, peakRssBytes: Math.max(...result.map((r) => r.peakRssBytes)), perRank: result });
+      runs.push({ samples: n, ranks: w, sampleBlock: k, samplesPerSecond, readRatio: samplesPerSecond / rawSamplesPerSecond, randomRatio: samplesPerSecond / randomReadsPerSecond[w], peakRssBytes: Math.max(...result.map((r) => r.peakRssBytes)), perRank: result });
       say(`  ${samplesPerSecond.toFixed(0)} samples/s (${(samplesPerSecond / rawSamplesPerSecond).toFixed(2)} × raw), peak RSS ${(Math.max(...result.map((r) => r.peakRssBytes)) / 2 ** 20).toFixed(0)} MiB per rank`);
     }
     const tRuns = (performance.now() - t4) / 1000;
@@ -257,6 +276,7 @@ export async function runBenchData(o: BenchDataOptions): Promise<BenchDataResult
       rawSamplesPerSecond,
       rawBufferedBytesPerSecond,
       rawDirectBytesPerSecond,
+      randomReadsPerSecond,
       emptyRssBytes: empty.peakRssBytes,
       runs,
       rssGrowthPerSample,
@@ -290,13 +310,14 @@ export function formatBenchData(r: BenchDataResult): string {
     `data path, ${r.samples.toLocaleString('en-US')} samples (and ${Math.floor(r.samples / 4).toLocaleString('en-US')}), features ${r.geometry} [${r.tokens}, ${r.dim}] ${r.dtype}, ${r.shardRows.toLocaleString('en-US')} rows per shard/feature file`,
     `sample index: ${r.indexResidentBytesPerSample.toFixed(0)} B/sample resident per rank, ${r.indexFileBytesPerSample.toFixed(0)} B/sample on disk`,
     `feature cache: ${r.cacheBytesPerImage.toLocaleString('en-US')} B/image (${(r.cacheBytesPerImage / 1024).toFixed(1)} KB), ${r.cacheDiskBytesPerImage.toFixed(0)} B/image on disk with headers; ${r.cacheSamples.toLocaleString('en-US')} images cached${r.cacheSamples < r.samples ? ' (sample i reads entry i mod C)' : ''}; disk used ${gib(r.diskBytes)} (${r.keptIn === null ? 'removed' : `kept in ${r.keptIn}`})`,
-    `raw sequential read of the cache files: ${mib(r.rawBufferedBytesPerSecond)}/s through the page cache, ${mib(r.rawDirectBytesPerSecond)}/s direct; baseline (the faster) ${r.rawSamplesPerSecond.toFixed(0)} samples/s`,
+    `raw sequential read of the cache files (4 MiB reads, 4 in flight): ${mib(r.rawBufferedBytesPerSecond)}/s through the page cache, ${mib(r.rawDirectBytesPerSecond)}/s direct; baseline (the faster) ${r.rawSamplesPerSecond.toFixed(0)} samples/s`,
+    `random single-entry reads (the most a plain shuffle gets from this disk): ${Object.entries(r.randomReadsPerSecond).map(([w, v]) => `${v.toFixed(0)}/s with ${Number(w) * FEATURE_READS_IN_FLIGHT} in flight`).join(', ')}`,
     `empty run: peak RSS ${mib(r.emptyRssBytes)}`,
     '',
-    '  samples  ranks  block  samples/s  × raw  peak RSS/rank  RSS − empty per sample  reads',
+    '  samples  ranks  block  samples/s  × raw  × random  peak RSS/rank  RSS − empty per sample  reads',
   ];
   for (const run of r.runs) {
-    lines.push(`${run.samples.toLocaleString('en-US').padStart(10)}  ${String(run.ranks).padStart(5)}  ${String(run.sampleBlock).padStart(5)}  ${run.samplesPerSecond.toFixed(0).padStart(9)}  ${run.readRatio.toFixed(2).padStart(5)}  ${mib(run.peakRssBytes).padStart(13)}  ${((run.peakRssBytes - r.emptyRssBytes) / run.samples).toFixed(0).padStart(10)} B  ${readsOf(run)}`);
+    lines.push(`${run.samples.toLocaleString('en-US').padStart(10)}  ${String(run.ranks).padStart(5)}  ${String(run.sampleBlock).padStart(5)}  ${run.samplesPerSecond.toFixed(0).padStart(9)}  ${run.readRatio.toFixed(2).padStart(5)}  ${(run.sampleBlock === 1 ? run.randomRatio.toFixed(2) : '').padStart(8)}  ${mib(run.peakRssBytes).padStart(13)}  ${((run.peakRssBytes - r.emptyRssBytes) / run.samples).toFixed(0).padStart(10)} B  ${readsOf(run)}`);
   }
   lines.push('');
   for (const [w, g] of Object.entries(r.rssGrowthPerSample)) lines.push(`peak RSS growth per sample, ${w} rank(s), ${Math.floor(r.samples / 4).toLocaleString('en-US')} → ${r.samples.toLocaleString('en-US')}: ${g.toFixed(0)} B`);

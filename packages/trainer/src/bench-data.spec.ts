@@ -23,6 +23,9 @@ describe('bench-data', () => {
     expect(() => parseBenchDataArgs(['--samples', '0'])).toThrow(UsageError);
     expect(() => parseBenchDataArgs(['--sample-blocks', '0'])).toThrow(UsageError);
     expect(() => parseBenchDataArgs(['--dtype', 'f8'])).toThrow(/bf16, f16 or f32/);
+    expect(parseBenchDataArgs([]).directIo).toBe('auto');
+    expect(parseBenchDataArgs(['--direct-io', 'on']).directIo).toBe('on');
+    expect(() => parseBenchDataArgs(['--direct-io', 'yes'])).toThrow(/auto, on or off/);
     expect(benchDataDefaults().samples).toBe(2_000_000);
   });
 
@@ -51,9 +54,15 @@ describe('bench-data', () => {
         expect(run.perRank).toHaveLength(run.ranks);
         expect(run.perRank.reduce((s, x) => s + x.samples, 0)).toBe(steps * 32);
         expect(run.readRatio).toBeCloseTo(run.samplesPerSecond / r.rawSamplesPerSecond, 9);
+        expect(run.randomRatio).toBeCloseTo(run.samplesPerSecond / r.randomReadsPerSecond[run.ranks], 9);
+        // A cache this small is read through the page cache ('auto'), every batch's ranges counted.
+        for (const x of run.perRank) expect(x.rangesRead).toMatchObject({ direct: 0, remote: 0 });
+        expect(run.perRank.reduce((s, x) => s + x.rangesRead.buffered, 0)).toBeGreaterThanOrEqual(steps);
         for (const x of run.perRank) expect(x.peakRssBytes).toBeGreaterThan(0);
       }
       expect(Object.keys(r.rssGrowthPerSample)).toEqual(['1', '2']);
+      expect(Object.keys(r.randomReadsPerSecond)).toEqual(['1', '2']);
+      expect(r.rawReadBytesPerSecond).toBe(Math.max(r.rawBufferedBytesPerSecond, r.rawDirectBytesPerSecond));
       expect(Object.keys(r.extrapolation.epochSeconds)).toEqual(['1 rank(s), block 1', '2 rank(s), block 1', '1 rank(s), block 8', '2 rank(s), block 8']);
       expect(r.extrapolation.cacheBytes).toBe(r.cacheBytesPerImage * 16_400_000);
       expect(r.keptIn).toBe(dir); // a --dir given is the caller's: kept

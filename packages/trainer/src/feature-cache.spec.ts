@@ -14,6 +14,7 @@ import {
   Limiter,
   ReadModePolicy,
   packedBytesPerImage,
+  readEntriesAtRandom,
   readFeatureFilesSequentially,
   type FeatureDtype,
   type FeatureShard,
@@ -345,6 +346,13 @@ describe('FeatureCache', () => {
     expect(r.direct).toBe(false);
     const d = await readFeatureFilesSequentially(cache, shards.map((s) => s.shard), { direct: true });
     expect(d).toMatchObject({ files: 2, bytes: r.bytes, direct: true });
+    // The random single-entry baseline: whole entries, buffered exactly, direct as aligned supersets.
+    const entry = N * D * 2;
+    const buffered = await readEntriesAtRandom(cache, shards.map((s) => s.shard), { count: 20, inFlight: 4, direct: false });
+    expect(buffered).toMatchObject({ reads: 20, bytes: 20 * entry, direct: false });
+    const direct = await readEntriesAtRandom(cache, shards.map((s) => s.shard), { count: 20, inFlight: 4, direct: true });
+    expect(direct).toMatchObject({ reads: 20, direct: true });
+    expect(direct.bytes).toBeGreaterThanOrEqual(20 * entry);
   });
 
   it('works on an S3 store with ranged GETs, giving the same features as a local copy', async () => {

@@ -53,6 +53,7 @@ import {
   LocalStore,
   NotFoundError,
   openStore,
+  Rng,
   ShapeError,
   type Store,
 } from '@smolrate/core';
@@ -828,46 +829,118 @@ export class FeatureReader {
 const SEQUENTIAL_READ_BYTES = 4 << 20;
 
 /**
- * Reads the cache files of `shards` whole, one after the other, discarding the bytes: the raw
- * sequential read rate of the same bytes the loader reads (the baseline of its samples/s). Local
- * files are read in 4 MiB positional reads, through the page cache or, with `direct`, with O_DIRECT
- * into page-aligned memory (falling back to buffered where the file system refuses it).
+ * Reads the cache files of `shards` whole, in order, discarding the bytes: the raw sequential read
+ * rate of the same bytes the loader reads (the baseline of its samples/s). Local files are read in
+ * consecutive 4 MiB positional reads, `inFlight` of them outstanding (default 4: a disk that
+ * answers one request at a time at a high latency shows its rate only with a few queued), through
+ * the page cache or, with `direct`, with O_DIRECT into page-aligned memory (falling back to
+ * buffered where the file system refuses it).
  */
 export async function readFeatureFilesSequentially(
   cache: FeatureCache,
   shards: readonly Pick<FeatureShard, 'sha256'>[],
-  options: { direct?: boolean } = {},
+  options: { direct?: boolean; inFlight?: number } = {},
 ): Promise<{ files: number; bytes: number; seconds: number; direct: boolean }> {
   const t0 = performance.now();
   let bytes = 0;
   const local = cache.store instanceof LocalStore ? cache.store : null;
+  if (local === null) {
+    for (const { sha256 } of shards) for await (const chunk of await cache.store.createReadStream(cache.keyOf(sha256))) bytes += (chunk as Buffer).length;
+    return { files: shards.length, bytes, seconds: (performance.now() - t0) / 1000, direct: false };
+  }
+  const inFlight = options.inFlight ?? 4;
   // WebAssembly memory is page-aligned, as O_DIRECT needs (a Buffer's address is not known).
-  const buf = local !== null ? Buffer.from(new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory({ initial: SEQUENTIAL_READ_BYTES / 65536 }).buffer) : null;
-  let direct = options.direct === true && local !== null && fsConstants.O_DIRECT !== undefined;
+  const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory({ initial: (inFlight * SEQUENTIAL_READ_BYTES) / 65536 });
+  let direct = options.direct === true && fsConstants.O_DIRECT !== undefined;
   for (const { sha256 } of shards) {
-    const key = cache.keyOf(sha256);
-    if (local === null) {
-      for await (const chunk of await cache.store.createReadStream(key)) bytes += (chunk as Buffer).length;
-      continue;
-    }
+    const path = local.pathOf(cache.keyOf(sha256));
     let fh: FileHandle;
     try {
-      fh = await open(local.pathOf(key), direct ? fsConstants.O_RDONLY | fsConstants.O_DIRECT : 'r');
+      fh = await open(path, direct ? fsConstants.O_RDONLY | fsConstants.O_DIRECT : 'r');
     } catch (e) {
       if (!direct || (e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
       direct = false;
-      fh = await open(local.pathOf(key), 'r');
+      fh = await open(path, 'r');
     }
     try {
-      for (let position = 0; ; ) {
-        const { bytesRead } = await fh.read(buf!, 0, SEQUENTIAL_READ_BYTES, position);
-        bytes += bytesRead;
-        position += bytesRead;
-        if (bytesRead < SEQUENTIAL_READ_BYTES) break;
-      }
+      const size = (await fh.stat()).size;
+      let next = 0;
+      const lane = async (j: number) => {
+        const buf = Buffer.from(memory.buffer, j * SEQUENTIAL_READ_BYTES, SEQUENTIAL_READ_BYTES);
+        while (next < size) {
+          const position = next;
+          next += SEQUENTIAL_READ_BYTES;
+          const want = Math.min(SEQUENTIAL_READ_BYTES, size - position);
+          // A direct read asks for whole blocks; at the file's end it returns what is there.
+          const { bytesRead } = await fh.read(buf, 0, direct ? Math.ceil(want / DIRECT_ALIGN) * DIRECT_ALIGN : want, position);
+          bytes += bytesRead;
+        }
+      };
+      await Promise.all(Array.from({ length: inFlight }, (_, j) => lane(j)));
     } finally {
       await fh.close();
     }
   }
   return { files: shards.length, bytes, seconds: (performance.now() - t0) / 1000, direct };
+}
+
+/**
+ * Reads `count` entries of `shards` at random places (seeded), `inFlight` at a time, each as one
+ * range of its own, discarding the bytes: what the disk gives a loader that reads one entry per
+ * sample (the plain global shuffle), without the loader. Direct reads as `direct` asks (into
+ * page-aligned memory, the 4096-aligned superset of each entry), else buffered; local stores only.
+ */
+export async function readEntriesAtRandom(
+  cache: FeatureCache,
+  shards: readonly FeatureShard[],
+  options: { count: number; inFlight: number; direct: boolean; seed?: number },
+): Promise<{ reads: number; bytes: number; seconds: number; direct: boolean }> {
+  if (!(cache.store instanceof LocalStore)) throw new ConfigError('readEntriesAtRandom: a local cache only');
+  const local = cache.store;
+  const rows = shards.reduce((s, x) => s + x.rows, 0);
+  const starts = shards.map((_, k) => shards.slice(0, k).reduce((s, x) => s + x.rows, 0));
+  const headers = await Promise.all(shards.map((s) => cache.header(s)));
+  const entryBytes = cache.entryBytes;
+  const span = Math.ceil((entryBytes + DIRECT_ALIGN) / DIRECT_ALIGN) * DIRECT_ALIGN;
+  const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory({ initial: Math.ceil((options.inFlight * span) / 65536) });
+  let direct = options.direct && fsConstants.O_DIRECT !== undefined;
+  const handles = new Map<number, Promise<FileHandle>>();
+  const handle = (k: number) => {
+    let h = handles.get(k);
+    if (h === undefined) {
+      const path = local.pathOf(cache.keyOf(shards[k].sha256));
+      h = (direct ? open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECT) : open(path, 'r')).catch((e: NodeJS.ErrnoException) => {
+        if (!direct || e.code !== 'EINVAL') throw e;
+        direct = false;
+        return open(path, 'r');
+      });
+      handles.set(k, h);
+    }
+    return h;
+  };
+  const rng = new Rng(options.seed ?? 1, 'random entry reads');
+  let issued = 0;
+  let bytes = 0;
+  const t0 = performance.now();
+  const lane = async (j: number) => {
+    const buf = Buffer.from(memory.buffer, j * span, span);
+    while (issued < options.count) {
+      issued++;
+      const i = Math.floor(rng.next() * rows);
+      let k = starts.length - 1;
+      while (starts[k] > i) k--;
+      const position = headers[k].dataOffset + (i - starts[k]) * entryBytes;
+      const fh = await handle(k);
+      const start = direct ? Math.floor(position / DIRECT_ALIGN) * DIRECT_ALIGN : position;
+      const length = direct ? Math.min(span, Math.ceil((position + entryBytes - start) / DIRECT_ALIGN) * DIRECT_ALIGN) : entryBytes;
+      const { bytesRead } = await fh.read(buf, 0, length, start); // (not `bytes += await …`: that adds to the value before the await)
+      bytes += bytesRead;
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: options.inFlight }, (_, j) => lane(j)));
+  } finally {
+    await Promise.all([...handles.values()].map(async (h) => (await h.catch(() => null))?.close()));
+  }
+  return { reads: options.count, bytes, seconds: (performance.now() - t0) / 1000, direct };
 }
