@@ -39,7 +39,8 @@ export const TRAINER_CONFIG_SCHEMA = {
   keepCheckpoints: field.int(3, 'step folders kept: the K newest plus the best; 0 = keep all', { min: 0 }),
   hashCheckEvery: field.int(50, 'compare a parameter hash across ranks every K steps (and at the end); 0 = only at the end', { min: 0 }),
   // f32 by default until half precision is shown not to move validation metrics: on the demo
-  // (3 seeds) bf16 features changed the val PLCC by −0.026, −0.005 and −0.085 (docs/training.md).
+  // (8 seeds) bf16 features changed the val PLCC by −0.010 ± 0.014 on average, but by up to 0.085
+  // on one seed; flipping f32's last bit moves it by up to 0.034 (docs/training.md "The feature cache").
   featureDtype: field.enum(['bf16', 'f16', 'f32'] as const, 'f32', 'element type of the packed feature cache: f32 keeps the encoder\'s exact features; bf16 or f16 halve its bytes (rounded to nearest even; f16 keeps 3 more mantissa bits, range ±65504), for caches at the paper\'s scale'),
   featureCache: field.optionalString('vision-feature cache directory; default <run>/feature-cache (share one between runs of the same backbone)'),
   maxTextLength: field.int(0, 'characters kept per metadata field (the paper: L = 100); 0 = the model config\'s', { min: 0 }),
