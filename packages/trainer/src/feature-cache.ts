@@ -61,6 +61,7 @@ import { imageTokenCount, type SmolVLMRegressor } from '@smolrate/model';
 import { backboneHash } from './backbone-hash.js';
 import { DIRECT_ALIGN, EntryDecoder, entryChecksum, FEATURE_DTYPE_CODE, type FeatureDtype } from './feature-kernel.js';
 import { toBf16, toF16 } from './grad-transport.js';
+import { pageAlignedBuffer } from './wasm-kernel.js';
 
 export type { FeatureDtype } from './feature-kernel.js';
 
@@ -572,11 +573,6 @@ export class FeatureCache {
     return this.directIo === 'on' || (this.directIo === 'auto' && this.splitBytes > totalmem() / 2);
   }
 
-  /** Why direct reads were wanted but are off (the file system refused O_DIRECT), or null. */
-  get directReadsRefused(): string | null {
-    return this.directRefused;
-  }
-
   /** Closes the file handles kept for local reads (the cache stays usable: they reopen). */
   async close(): Promise<void> {
     const handles = [...this.handles.values()];
@@ -658,7 +654,11 @@ export class FeatureCache {
       const store = this.store as LocalStore;
       const path = store.pathOf(key);
       const record = { fh: Promise.resolve(null as unknown as FileHandle), users: 0, direct: this.readsDirect };
-      const opening = record.direct ? this.openDirect(path).then((o) => ((record.direct = o.direct), o.fh)) : open(path, 'r');
+      const opening = openForReading(path, record.direct).then((o) => {
+        if (record.direct && !o.direct) this.refuseDirect(`${path}: ${o.refused}`);
+        record.direct = o.direct;
+        return o.fh;
+      });
       record.fh = opening.catch((e: NodeJS.ErrnoException) => {
         this.handles.delete(key);
         throw e.code === 'ENOENT' ? new NotFoundError(store.uriOf(key), { cause: e }) : e;
@@ -698,26 +698,25 @@ export class FeatureCache {
    */
   private async readRange(key: string, position: number, length: number, into?: Buffer): Promise<Buffer> {
     if (this.store instanceof LocalStore) {
-      if (into !== undefined) {
-        const direct = await this.withHandle(key, async (fh, isDirect) => (isDirect ? this.readDirect(fh, key, position, length, into) : null));
-        if (direct !== null) {
-          this.rangesRead.direct++;
-          return direct;
-        }
-        this.rangesRead.buffered++;
-      }
-      const buf = into?.subarray(0, length) ?? Buffer.allocUnsafeSlow(length); // every byte is read or the length check fails
       const path = this.store.pathOf(key);
-      const got = await this.withHandle(key, async (kept, isDirect) => {
+      return this.withHandle(key, async (kept, isDirect) => {
+        if (isDirect && into !== undefined && this.directRefused === null) {
+          const got = await this.readDirect(kept, key, position, length, into);
+          if (got !== null) {
+            this.rangesRead.direct++;
+            return got;
+          }
+        }
+        if (into !== undefined) this.rangesRead.buffered++;
+        const buf = into?.subarray(0, length) ?? Buffer.allocUnsafeSlow(length); // every byte is read or the length check fails
         // A direct handle takes only aligned reads into aligned memory: other reads (headers, tables) open the file buffered.
         const fh = isDirect ? await open(path, 'r') : kept;
         try {
-          return await this.readBuffered(fh, buf, position, length);
+          return this.checkLength(key, position, length, await this.readBuffered(fh, buf, position, length), buf);
         } finally {
           if (fh !== kept) await fh.close();
         }
       });
-      return this.checkLength(key, position, length, got, buf);
     }
     if (into !== undefined) this.rangesRead.remote++;
     const buf = into?.subarray(0, length) ?? Buffer.allocUnsafeSlow(length);
@@ -760,9 +759,8 @@ export class FeatureCache {
    * (EINVAL), after which every read of this cache is buffered.
    */
   private async readDirect(fh: FileHandle, key: string, position: number, length: number, into: Buffer): Promise<Buffer | null> {
-    const start = Math.floor(position / DIRECT_ALIGN) * DIRECT_ALIGN;
+    const { start, span } = alignedRange(position, length);
     const lead = position - start;
-    const span = Math.ceil((lead + length) / DIRECT_ALIGN) * DIRECT_ALIGN;
     if (span > into.length) throw new RangeError(`feature cache: a direct read of ${span} bytes does not fit a ${into.length}-byte slot`);
     let n = 0;
     try {
@@ -778,17 +776,6 @@ export class FeatureCache {
       return null;
     }
     return this.checkLength(key, position, length, Math.min(length, n - lead), into).subarray(lead, lead + length);
-  }
-
-  /** Opens a file for direct reads, or buffered when the file system refuses O_DIRECT (EINVAL). */
-  private async openDirect(path: string): Promise<{ fh: FileHandle; direct: boolean }> {
-    try {
-      return { fh: await open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECT), direct: true };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
-      this.refuseDirect(`${path}: ${(e as Error).message}`);
-      return { fh: await open(path, 'r'), direct: false };
-    }
   }
 
   /** Direct reads are off from now on (kept handles reopen buffered as they are next used). */
@@ -825,6 +812,26 @@ export class FeatureReader {
   }
 }
 
+/** The 4096-aligned superset of [position, position + length): where a direct read starts and how much it asks for. */
+function alignedRange(position: number, length: number): { start: number; span: number } {
+  const start = Math.floor(position / DIRECT_ALIGN) * DIRECT_ALIGN;
+  return { start, span: Math.ceil((position + length - start) / DIRECT_ALIGN) * DIRECT_ALIGN };
+}
+
+/**
+ * Opens a local file for reading: with O_DIRECT when `direct` (and the platform has it), falling
+ * back to a buffered handle when the file system refuses it (EINVAL, with the reason).
+ */
+async function openForReading(path: string, direct: boolean): Promise<{ fh: FileHandle; direct: boolean; refused?: string }> {
+  if (!direct || fsConstants.O_DIRECT === undefined) return { fh: await open(path, 'r'), direct: false };
+  try {
+    return { fh: await open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECT), direct: true };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
+    return { fh: await open(path, 'r'), direct: false, refused: (e as Error).message };
+  }
+}
+
 /** Read size of the raw sequential baseline on local files. */
 const SEQUENTIAL_READ_BYTES = 4 << 20;
 
@@ -849,30 +856,23 @@ export async function readFeatureFilesSequentially(
     return { files: shards.length, bytes, seconds: (performance.now() - t0) / 1000, direct: false };
   }
   const inFlight = options.inFlight ?? 4;
-  // WebAssembly memory is page-aligned, as O_DIRECT needs (a Buffer's address is not known).
-  const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory({ initial: (inFlight * SEQUENTIAL_READ_BYTES) / 65536 });
-  let direct = options.direct === true && fsConstants.O_DIRECT !== undefined;
+  const memory = pageAlignedBuffer(inFlight * SEQUENTIAL_READ_BYTES);
+  let direct = options.direct === true;
   for (const { sha256 } of shards) {
-    const path = local.pathOf(cache.keyOf(sha256));
-    let fh: FileHandle;
-    try {
-      fh = await open(path, direct ? fsConstants.O_RDONLY | fsConstants.O_DIRECT : 'r');
-    } catch (e) {
-      if (!direct || (e as NodeJS.ErrnoException).code !== 'EINVAL') throw e;
-      direct = false;
-      fh = await open(path, 'r');
-    }
+    const opened = await openForReading(local.pathOf(cache.keyOf(sha256)), direct);
+    const fh = opened.fh;
+    direct = opened.direct;
     try {
       const size = (await fh.stat()).size;
       let next = 0;
       const lane = async (j: number) => {
-        const buf = Buffer.from(memory.buffer, j * SEQUENTIAL_READ_BYTES, SEQUENTIAL_READ_BYTES);
+        const buf = memory.subarray(j * SEQUENTIAL_READ_BYTES, (j + 1) * SEQUENTIAL_READ_BYTES);
         while (next < size) {
           const position = next;
           next += SEQUENTIAL_READ_BYTES;
           const want = Math.min(SEQUENTIAL_READ_BYTES, size - position);
           // A direct read asks for whole blocks; at the file's end it returns what is there.
-          const { bytesRead } = await fh.read(buf, 0, direct ? Math.ceil(want / DIRECT_ALIGN) * DIRECT_ALIGN : want, position);
+          const { bytesRead } = await fh.read(buf, 0, direct ? alignedRange(position, want).span : want, position);
           bytes += bytesRead;
         }
       };
@@ -897,23 +897,23 @@ export async function readEntriesAtRandom(
 ): Promise<{ reads: number; bytes: number; seconds: number; direct: boolean }> {
   if (!(cache.store instanceof LocalStore)) throw new ConfigError('readEntriesAtRandom: a local cache only');
   const local = cache.store;
-  const rows = shards.reduce((s, x) => s + x.rows, 0);
-  const starts = shards.map((_, k) => shards.slice(0, k).reduce((s, x) => s + x.rows, 0));
+  const starts: number[] = []; // starts[k]: the first global row of shard k
+  let rows = 0;
+  for (const s of shards) {
+    starts.push(rows);
+    rows += s.rows;
+  }
   const headers = await Promise.all(shards.map((s) => cache.header(s)));
   const entryBytes = cache.entryBytes;
   const span = Math.ceil((entryBytes + DIRECT_ALIGN) / DIRECT_ALIGN) * DIRECT_ALIGN;
-  const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory({ initial: Math.ceil((options.inFlight * span) / 65536) });
-  let direct = options.direct && fsConstants.O_DIRECT !== undefined;
-  const handles = new Map<number, Promise<FileHandle>>();
+  const memory = pageAlignedBuffer(options.inFlight * span);
+  let direct = options.direct; // false once the file system refuses O_DIRECT
+  const handles = new Map<number, Promise<{ fh: FileHandle; direct: boolean }>>();
   const handle = (k: number) => {
     let h = handles.get(k);
     if (h === undefined) {
-      const path = local.pathOf(cache.keyOf(shards[k].sha256));
-      h = (direct ? open(path, fsConstants.O_RDONLY | fsConstants.O_DIRECT) : open(path, 'r')).catch((e: NodeJS.ErrnoException) => {
-        if (!direct || e.code !== 'EINVAL') throw e;
-        direct = false;
-        return open(path, 'r');
-      });
+      h = openForReading(local.pathOf(cache.keyOf(shards[k].sha256)), direct);
+      void h.then((o) => (direct &&= o.direct)).catch(() => undefined);
       handles.set(k, h);
     }
     return h;
@@ -923,24 +923,27 @@ export async function readEntriesAtRandom(
   let bytes = 0;
   const t0 = performance.now();
   const lane = async (j: number) => {
-    const buf = Buffer.from(memory.buffer, j * span, span);
+    const buf = memory.subarray(j * span, (j + 1) * span);
     while (issued < options.count) {
       issued++;
       const i = Math.floor(rng.next() * rows);
-      let k = starts.length - 1;
-      while (starts[k] > i) k--;
+      let k = 0; // the last shard starting at or before i (binary search)
+      for (let hi = starts.length - 1; k < hi; ) {
+        const mid = (k + hi + 1) >> 1;
+        if (starts[mid] <= i) k = mid;
+        else hi = mid - 1;
+      }
       const position = headers[k].dataOffset + (i - starts[k]) * entryBytes;
-      const fh = await handle(k);
-      const start = direct ? Math.floor(position / DIRECT_ALIGN) * DIRECT_ALIGN : position;
-      const length = direct ? Math.min(span, Math.ceil((position + entryBytes - start) / DIRECT_ALIGN) * DIRECT_ALIGN) : entryBytes;
-      const { bytesRead } = await fh.read(buf, 0, length, start); // (not `bytes += await …`: that adds to the value before the await)
+      const { fh, direct: isDirect } = await handle(k);
+      const aligned = alignedRange(position, entryBytes);
+      const { bytesRead } = isDirect ? await fh.read(buf, 0, aligned.span, aligned.start) : await fh.read(buf, 0, entryBytes, position); // (not `bytes += await …`: that adds to the value before the await)
       bytes += bytesRead;
     }
   };
   try {
     await Promise.all(Array.from({ length: options.inFlight }, (_, j) => lane(j)));
   } finally {
-    await Promise.all([...handles.values()].map(async (h) => (await h.catch(() => null))?.close()));
+    await Promise.all([...handles.values()].map(async (h) => (await h.catch(() => null))?.fh.close()));
   }
   return { reads: options.count, bytes, seconds: (performance.now() - t0) / 1000, direct };
 }

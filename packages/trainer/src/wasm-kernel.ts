@@ -58,3 +58,11 @@ export class WasmKernel<E> {
     this.u8 = new Uint8Array(this.memory.buffer);
   }
 }
+
+/**
+ * A buffer of `bytes` bytes (rounded up to 64 KiB pages) whose address is page-aligned, as O_DIRECT
+ * reads need: the memory of a WebAssembly instance is mapped whole (a Buffer's address is unknown).
+ */
+export function pageAlignedBuffer(bytes: number): Buffer {
+  return Buffer.from(new wasm.Memory({ initial: Math.max(1, Math.ceil(bytes / PAGE)) }).buffer);
+}
